@@ -1,0 +1,38 @@
+# plait developer commands. `make test` and `make demo` are all a newcomer needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo lint bench stress fuzz clean install proto
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(VENV)/bin/plait demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy --strict src
+
+bench: $(STAMP)
+	$(PY) benchmarks/throughput.py
+
+stress: $(STAMP)
+	$(PY) -m pytest -q -m stress tests/stress
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info
+
+proto: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[proto]'
+	$(PY) tools/gen_proto.py

@@ -1,0 +1,5 @@
+"""plait.rpc."""
+
+from __future__ import annotations
+
+__all__: tuple[str, ...] = ()

@@ -1,0 +1,5 @@
+"""plait.rpc.proto."""
+
+from __future__ import annotations
+
+__all__: tuple[str, ...] = ()

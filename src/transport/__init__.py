@@ -1,0 +1,5 @@
+"""plait.transport."""
+
+from __future__ import annotations
+
+__all__: tuple[str, ...] = ()
