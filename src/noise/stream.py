@@ -1,0 +1,287 @@
+"""NoiseStream: an anyio ByteStream secured by Noise XX (wire.md §1.3, noise.md).
+
+Like :class:`anyio.streams.tls.TLSStream`, :meth:`NoiseStream.wrap` runs the handshake over
+any transport :class:`~anyio.abc.ByteStream` and returns once it has completed, under one
+overall deadline (``NoiseConfig.handshake_timeout``); on any failure the transport is closed
+and a :class:`~plait.noise.errors.NoiseError` is raised.
+
+Sending coalesces: while one task is writing to the transport, other tasks' ``send`` calls
+append their plaintext to a queue and wait; the writing task then seals everything queued
+into full-size messages and hands it all to the transport in one call (group commit). A
+large ``send`` becomes maximal 65519-byte messages sealed straight into one output buffer,
+so each payload byte is copied once, by the cipher.
+
+Receiving asks the transport for ``NoiseConfig.receive_size`` bytes at a time, decrypts every
+complete message in what arrived and keeps the plaintext in a queue; ``receive`` never
+returns ``b""`` and raises :class:`anyio.EndOfStream` after a clean EOF.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Self
+
+import anyio
+from anyio.abc import ByteStream
+
+from .config import NoiseConfig
+from .connection import HandshakePhase, NoiseConnection
+from .errors import (
+    HandshakeTimeoutError,
+    NoiseError,
+    NoiseProtocolViolation,
+    NonceExhaustedError,
+)
+from .events import HandshakeCompleted, PlaintextReceived
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from ._suite import KeyPair
+
+__all__ = ("NoiseAttribute", "NoiseStream")
+
+logger = logging.getLogger(__name__)
+
+_JOIN_LIMIT = 4096  # queued plaintext chunks smaller than this are joined on receive
+
+
+class NoiseAttribute(anyio.TypedAttributeSet):
+    """Typed attributes a :class:`NoiseStream` publishes."""
+
+    remote_static_key: bytes = anyio.typed_attribute()
+    """The peer's static public key, authenticated by the handshake."""
+    handshake_hash: bytes = anyio.typed_attribute()
+    """The final handshake hash ``h`` (channel binding)."""
+
+
+@dataclass(eq=False)
+class NoiseStream(ByteStream):
+    """A ByteStream whose bytes travel as Noise transport messages.
+
+    Build it with :meth:`wrap`, which runs the handshake.
+    """
+
+    transport_stream: ByteStream
+    """The stream underneath (TCP, memory, ...)."""
+    _core: NoiseConnection = field(repr=False)
+    _plaintext: deque[bytes] = field(init=False, repr=False, default_factory=deque)
+    _send_queue: list[bytes] = field(init=False, repr=False, default_factory=list)
+    _flushing: bool = field(init=False, repr=False, default=False)
+    _batch_done: anyio.Event = field(init=False, repr=False, default_factory=anyio.Event)
+    _send_error: BaseException | None = field(init=False, repr=False, default=None)
+    _receive_lock: anyio.Lock = field(init=False, repr=False, default_factory=anyio.Lock)
+    _closed: bool = field(init=False, repr=False, default=False)
+    _eof: bool = field(init=False, repr=False, default=False)
+
+    @classmethod
+    async def wrap(
+        cls,
+        transport_stream: ByteStream,
+        config: NoiseConfig | None = None,
+        *,
+        initiator: bool,
+        expected_key: bytes | None = None,
+        _ephemeral: KeyPair | None = None,
+    ) -> Self:
+        """Run the Noise XX handshake over ``transport_stream`` and return the secured stream.
+
+        :param config: keys, prologue and limits; a fresh static key when omitted.
+        :param initiator: True on the side that opened the connection.
+        :param expected_key: when given, the peer's authenticated static key must equal it.
+        :raises HandshakeTimeoutError: the handshake exceeded ``config.handshake_timeout``.
+        :raises NoiseProtocolViolation: the peer sent something invalid or closed early.
+        :raises NoiseError: ``expected_key`` did not match (as a ``NoiseProtocolViolation``).
+        """
+        config = config if config is not None else NoiseConfig()
+        core = NoiseConnection(initiator=initiator, config=config, ephemeral=_ephemeral)
+        stream = cls(transport_stream, core)
+        try:
+            with anyio.fail_after(config.handshake_timeout):
+                await stream._handshake()
+        except TimeoutError:
+            await anyio.aclose_forcefully(transport_stream)
+            raise HandshakeTimeoutError(
+                f"Noise handshake did not complete within {config.handshake_timeout} s"
+            ) from None
+        except BaseException:
+            await anyio.aclose_forcefully(transport_stream)
+            raise
+        if expected_key is not None and core.remote_static_key != expected_key:
+            await anyio.aclose_forcefully(transport_stream)
+            raise NoiseProtocolViolation(
+                "the peer's static key is not the expected one", seen=core.remote_static_key
+            )
+        return stream
+
+    async def _handshake(self) -> None:
+        core = self._core
+        if core.initiator:
+            core.initiate()
+        while True:
+            outgoing = core.data_to_send()
+            if outgoing:
+                try:
+                    await self.transport_stream.send(outgoing)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+                    raise NoiseProtocolViolation("connection lost during the handshake") from exc
+            if core.phase is HandshakePhase.TRANSPORT:
+                return
+            try:
+                data = await self.transport_stream.receive(self._core.config.receive_size)
+            except anyio.EndOfStream:
+                data = b""
+            except anyio.BrokenResourceError as exc:
+                raise NoiseProtocolViolation("connection lost during the handshake") from exc
+            for event in core.receive_data(data):
+                if isinstance(event, PlaintextReceived):
+                    self._plaintext.append(event.data)
+                else:
+                    assert isinstance(event, HandshakeCompleted)
+
+    # -- properties --------------------------------------------------------------------
+
+    @property
+    def remote_static_key(self) -> bytes:
+        """The peer's static public key, authenticated by the handshake."""
+        key = self._core.remote_static_key
+        assert key is not None
+        return key
+
+    @property
+    def handshake_hash(self) -> bytes:
+        """The final handshake hash ``h``."""
+        h = self._core.handshake_hash
+        assert h is not None
+        return h
+
+    @property
+    def core(self) -> NoiseConnection:
+        """The sans-IO connection (for tests and diagnostics)."""
+        return self._core
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return {
+            **self.transport_stream.extra_attributes,
+            NoiseAttribute.remote_static_key: lambda: self.remote_static_key,
+            NoiseAttribute.handshake_hash: lambda: self.handshake_hash,
+        }
+
+    # -- receiving ---------------------------------------------------------------------
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        """Return up to ``max_bytes`` of plaintext (at least one byte).
+
+        :raises anyio.EndOfStream: the peer closed cleanly at a message boundary.
+        :raises NoiseProtocolViolation: a bad MAC, a malformed or truncated message.
+        """
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be at least 1")
+        async with self._receive_lock:
+            plaintext = self._plaintext
+            while not plaintext:
+                if self._closed:
+                    raise anyio.ClosedResourceError
+                if self._eof:
+                    raise anyio.EndOfStream
+                await self._fill()
+            chunk = plaintext.popleft()
+            if len(chunk) > max_bytes:
+                plaintext.appendleft(chunk[max_bytes:])
+                return chunk[:max_bytes]
+            if len(chunk) < _JOIN_LIMIT and plaintext and len(plaintext[0]) < _JOIN_LIMIT:
+                parts = [chunk]
+                size = len(chunk)
+                while plaintext and size + len(plaintext[0]) <= max_bytes:
+                    nxt = plaintext[0]
+                    if len(nxt) >= _JOIN_LIMIT:
+                        break
+                    parts.append(plaintext.popleft())
+                    size += len(nxt)
+                return b"".join(parts)
+            await anyio.lowlevel.checkpoint()
+            return chunk
+
+    async def _fill(self) -> None:
+        try:
+            data = await self.transport_stream.receive(self._core.config.receive_size)
+        except anyio.EndOfStream:
+            data = b""
+        except anyio.ClosedResourceError:
+            if self._closed:
+                raise
+            raise anyio.BrokenResourceError from None
+        try:
+            events = self._core.receive_data(data)
+        except NoiseError:
+            await anyio.aclose_forcefully(self.transport_stream)
+            raise
+        if not data:
+            self._eof = True
+            return
+        self._plaintext.extend([event.data for event in events])  # type: ignore[union-attr]
+
+    # -- sending -----------------------------------------------------------------------
+
+    async def send(self, item: bytes) -> None:
+        """Encrypt and send ``item``.
+
+        Concurrent callers are coalesced: their data is sealed and written together by
+        whichever task is already writing. Returns once the bytes were handed to the
+        transport.
+
+        :raises anyio.ClosedResourceError: this stream was closed.
+        :raises anyio.BrokenResourceError: the transport failed (or an earlier send did).
+        :raises NonceExhaustedError: 2**64 - 1 messages were sent; the connection ended.
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self._send_error is not None:
+            raise anyio.BrokenResourceError from self._send_error
+        if not item:
+            await anyio.lowlevel.checkpoint()
+            return
+        self._send_queue.append(item)
+        if self._flushing:
+            done = self._batch_done
+            await done.wait()
+            if self._send_error is not None:
+                raise anyio.BrokenResourceError from self._send_error
+            return
+        self._flushing = True
+        try:
+            while self._send_queue:
+                batch = self._send_queue
+                self._send_queue = []
+                done = self._batch_done
+                self._batch_done = anyio.Event()
+                try:
+                    wire = self._core.seal(batch[0] if len(batch) == 1 else b"".join(batch))
+                    await self.transport_stream.send(wire)  # type: ignore[arg-type]
+                except BaseException as exc:
+                    self._send_error = exc
+                    raise
+                finally:
+                    done.set()
+        except NonceExhaustedError:
+            await anyio.aclose_forcefully(self.transport_stream)
+            raise
+        finally:
+            self._flushing = False
+            if self._send_error is not None:
+                self._batch_done.set()
+
+    async def send_eof(self) -> None:
+        """Half-close: no more data will be sent (the transport's EOF)."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        await self.transport_stream.send_eof()
+
+    async def aclose(self) -> None:
+        """Close the stream and the transport underneath."""
+        if not self._closed:
+            self._closed = True
+            await self.transport_stream.aclose()
