@@ -30,7 +30,7 @@ from typing_extensions import Buffer
 
 from ._handshake import HandshakeState
 from ._symmetric import TAG_SIZE, CipherState
-from .errors import NoiseProtocolViolation, NoiseStateError
+from .errors import NoiseError, NoiseProtocolViolation, NoiseStateError
 from .events import HandshakeCompleted, NoiseEvent, PlaintextReceived
 
 if TYPE_CHECKING:
@@ -236,19 +236,18 @@ class NoiseConnection:
         hs = self._handshake
         assert hs is not None
         try:
-            payload = hs.read_message(message)
-        except NoiseProtocolViolation:
+            if hs.read_message(message):  # unreachable with exact lengths; kept as a guard
+                raise NoiseProtocolViolation("non-empty handshake payload")
+            if self.phase is HandshakePhase.RESPONDER_EXPECT_INITIATION:
+                # Writing message 2 performs the DHs with the peer's ephemeral key.
+                self._write_handshake_message()
+                self.phase = HandshakePhase.RESPONDER_EXPECT_FINAL
+                return None
+            if self.phase is HandshakePhase.INITIATOR_EXPECT_RESPONSE:
+                self._write_handshake_message()
+        except NoiseError:
             self._fail()
             raise
-        if payload:  # unreachable with exact lengths; kept as a guard
-            self._fail()
-            raise NoiseProtocolViolation("non-empty handshake payload")
-        if self.phase is HandshakePhase.RESPONDER_EXPECT_INITIATION:
-            self._write_handshake_message()
-            self.phase = HandshakePhase.RESPONDER_EXPECT_FINAL
-            return None
-        if self.phase is HandshakePhase.INITIATOR_EXPECT_RESPONSE:
-            self._write_handshake_message()
         return self._finish_handshake(hs)
 
     def _finish_handshake(self, hs: HandshakeState) -> HandshakeCompleted:
@@ -265,6 +264,7 @@ class NoiseConnection:
         self._handshake = None
         self.send_cipher = self.receive_cipher = None
         self._inbuf.clear()
+        self._outbuf.clear()
 
     def _check_not_failed(self) -> None:
         if self.phase is HandshakePhase.FAILED:
