@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from plait.noise import (
     HandshakeCompleted,
     HandshakePhase,
@@ -122,7 +122,7 @@ def test_random_split_points_never_change_what_is_read(chunks: list[bytes], cuts
 
 def _cut(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in zip(points, points[1:], strict=False) if b > a]
+    return [data[a:b] for a, b in itertools.pairwise(points) if b > a]
 
 
 # -- bad input ------------------------------------------------------------------------

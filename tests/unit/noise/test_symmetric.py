@@ -7,7 +7,6 @@ import hmac
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-
 from plait.noise import CipherState, NoiseProtocolViolation, NonceExhaustedError, SymmetricState
 from plait.noise._suite import parse_protocol_name
 from plait.noise._symmetric import MAX_NONCE

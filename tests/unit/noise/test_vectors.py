@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from plait.noise import HandshakeState, KeyPair
 from plait.noise._suite import X25519
 
