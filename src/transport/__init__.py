@@ -1,5 +1,7 @@
-"""plait.transport."""
+"""plait.transport: transports, the network byte and the identity exchange."""
 
 from __future__ import annotations
 
-__all__: tuple[str, ...] = ()
+from .errors import BanTier as BanTier
+
+__all__ = ("BanTier",)
