@@ -80,6 +80,8 @@ class NoiseConnection:
         if not initiator:
             self.phase = HandshakePhase.RESPONDER_EXPECT_INITIATION
         self._inbuf = bytearray()
+        self._inpos = 0
+        self._eof_pending = False
         self._outbuf = bytearray()
         self._max_plaintext = config.max_plaintext_size
         self.send_cipher: CipherState | None = None
@@ -141,76 +143,96 @@ class NoiseConnection:
     def receive_data(self, data: Buffer) -> list[NoiseEvent]:
         """Feed bytes from the transport; ``b""`` means the transport reached EOF.
 
+        Returns every event the bytes complete, decrypting all complete transport
+        messages. (The stream adapter uses :meth:`buffer_data` and :meth:`next_plaintext`
+        instead, to decrypt one message at a time as the application reads.)
+
         :raises NoiseProtocolViolation: malformed, truncated or unauthentic input.
+        """
+        events = self.buffer_data(data)
+        if self.phase is HandshakePhase.TRANSPORT:
+            while (plaintext := self.next_plaintext()) is not None:
+                events.append(PlaintextReceived(plaintext))
+        return events
+
+    def buffer_data(self, data: Buffer) -> list[NoiseEvent]:
+        """Feed bytes; process handshake messages, keep transport messages encrypted.
+
+        :return: :class:`HandshakeCompleted` when these bytes completed the handshake.
+        :raises NoiseProtocolViolation: a malformed handshake, or EOF during it.
         """
         self._check_not_failed()
         with memoryview(data) as incoming:
             if not incoming.nbytes:
-                return self._receive_eof()
-            if self.phase is HandshakePhase.TRANSPORT and not self._inbuf:
-                # Fast path: parse straight from the received chunk; keep only the tail.
-                events: list[NoiseEvent] = []
-                consumed = self._decrypt_frames(incoming, events)
-                if consumed < incoming.nbytes:
-                    self._inbuf += incoming[consumed:]
-                return events
+                if self.phase is not HandshakePhase.TRANSPORT:
+                    self._fail()
+                    raise NoiseProtocolViolation("connection closed during the Noise handshake")
+                self._eof_pending = True
+                return []
+            if self._inpos:
+                del self._inbuf[: self._inpos]
+                self._inpos = 0
             self._inbuf += incoming
-        return self._process_buffer()
+        if self.phase is HandshakePhase.TRANSPORT:
+            return []
+        return self._process_handshake()
 
-    def _process_buffer(self) -> list[NoiseEvent]:
+    def next_plaintext(self) -> bytes | None:
+        """Decrypt the next complete buffered transport message.
+
+        :return: its plaintext, or None when no complete message is buffered (after EOF,
+            :attr:`eof_received` then tells a clean end).
+        :raises NoiseProtocolViolation: a message shorter than a tag, a MAC failure, or
+            EOF inside a message.
+        """
+        cipher = self.receive_cipher
+        if cipher is None:
+            self._check_not_failed()
+            raise NoiseStateError("transport data before the handshake completed")
+        buf = self._inbuf
+        pos = self._inpos
+        available = len(buf) - pos
+        if available >= 2:
+            (length,) = _unpack_len(buf, pos)
+            if length < TAG_SIZE:
+                self._fail()
+                raise NoiseProtocolViolation("transport message shorter than its tag", seen=length)
+            if available >= 2 + length:
+                message = memoryview(buf)[pos + 2 : pos + 2 + length]
+                try:
+                    plaintext = cipher.decrypt_with_ad(b"", message)
+                except NoiseProtocolViolation:
+                    message.release()
+                    self._fail()
+                    raise
+                message.release()
+                self._inpos = pos + 2 + length
+                return plaintext
+        if self._eof_pending:
+            if available:
+                self._fail()
+                raise NoiseProtocolViolation(
+                    "connection closed inside a Noise message", seen=available
+                )
+            self.eof_received = True
+        return None
+
+    def _process_handshake(self) -> list[NoiseEvent]:
         events: list[NoiseEvent] = []
+        buf = self._inbuf
         while self.phase is not HandshakePhase.TRANSPORT:
-            buf = self._inbuf
             if len(buf) < 2:
-                return events
+                break
             (length,) = _unpack_len(buf, 0)
             self._check_handshake_length(length)
             if len(buf) < 2 + length:
-                return events
+                break
             message = bytes(buf[2 : 2 + length])
             del buf[: 2 + length]
             completed = self._read_handshake_message(message)
             if completed is not None:
                 events.append(completed)
-        if self._inbuf:
-            with memoryview(self._inbuf) as view:
-                consumed = self._decrypt_frames(view, events)
-            del self._inbuf[:consumed]
         return events
-
-    def _decrypt_frames(self, view: memoryview, events: list[NoiseEvent]) -> int:
-        cipher = self.receive_cipher
-        assert cipher is not None
-        size = view.nbytes
-        offset = 0
-        append = events.append
-        try:
-            while size - offset >= 2:
-                (length,) = _unpack_len(view, offset)
-                if length < TAG_SIZE:
-                    raise NoiseProtocolViolation(
-                        "transport message shorter than its tag", seen=length
-                    )
-                end = offset + 2 + length
-                if end > size:
-                    break
-                append(PlaintextReceived(cipher.decrypt_with_ad(b"", view[offset + 2 : end])))
-                offset = end
-        except NoiseProtocolViolation:
-            self._fail()
-            raise
-        return offset
-
-    def _receive_eof(self) -> list[NoiseEvent]:
-        if self.phase is not HandshakePhase.TRANSPORT:
-            self._fail()
-            raise NoiseProtocolViolation("connection closed during the Noise handshake")
-        if self._inbuf:
-            seen = len(self._inbuf)
-            self._fail()
-            raise NoiseProtocolViolation("connection closed inside a Noise message", seen=seen)
-        self.eof_received = True
-        return []
 
     # -- handshake internals -----------------------------------------------------------
 
@@ -264,6 +286,7 @@ class NoiseConnection:
         self._handshake = None
         self.send_cipher = self.receive_cipher = None
         self._inbuf.clear()
+        self._inpos = 0
         self._outbuf.clear()
 
     def _check_not_failed(self) -> None:

@@ -19,11 +19,11 @@ returns ``b""`` and raises :class:`anyio.EndOfStream` after a clean EOF.
 from __future__ import annotations
 
 import logging
-from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
+from anyio import ResourceGuard
 from anyio.abc import ByteStream
 
 from .config import NoiseConfig
@@ -34,7 +34,6 @@ from .errors import (
     NoiseProtocolViolation,
     NonceExhaustedError,
 )
-from .events import HandshakeCompleted, PlaintextReceived
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -67,12 +66,14 @@ class NoiseStream(ByteStream):
     transport_stream: ByteStream
     """The stream underneath (TCP, memory, ...)."""
     _core: NoiseConnection = field(repr=False)
-    _plaintext: deque[bytes] = field(init=False, repr=False, default_factory=deque)
+    _leftover: bytes = field(init=False, repr=False, default=b"")
     _send_queue: list[bytes] = field(init=False, repr=False, default_factory=list)
     _flushing: bool = field(init=False, repr=False, default=False)
     _batch_done: anyio.Event = field(init=False, repr=False, default_factory=anyio.Event)
     _send_error: BaseException | None = field(init=False, repr=False, default=None)
-    _receive_lock: anyio.Lock = field(init=False, repr=False, default_factory=anyio.Lock)
+    _receive_guard: ResourceGuard = field(
+        init=False, repr=False, default_factory=lambda: ResourceGuard("reading from")
+    )
     _closed: bool = field(init=False, repr=False, default=False)
     _eof: bool = field(init=False, repr=False, default=False)
 
@@ -135,11 +136,7 @@ class NoiseStream(ByteStream):
                 data = b""
             except anyio.BrokenResourceError as exc:
                 raise NoiseProtocolViolation("connection lost during the handshake") from exc
-            for event in core.receive_data(data):
-                if isinstance(event, PlaintextReceived):
-                    self._plaintext.append(event.data)
-                else:
-                    assert isinstance(event, HandshakeCompleted)
+            core.buffer_data(data)
 
     # -- properties --------------------------------------------------------------------
 
@@ -175,54 +172,72 @@ class NoiseStream(ByteStream):
     async def receive(self, max_bytes: int = 65536) -> bytes:
         """Return up to ``max_bytes`` of plaintext (at least one byte).
 
+        Messages are decrypted one at a time as they are read, so at most one decrypted
+        message is held here; consecutive small messages are joined up to ``max_bytes``.
+
         :raises anyio.EndOfStream: the peer closed cleanly at a message boundary.
+        :raises anyio.BusyResourceError: another task is already receiving.
         :raises NoiseProtocolViolation: a bad MAC, a malformed or truncated message.
         """
         if max_bytes < 1:
             raise ValueError("max_bytes must be at least 1")
-        async with self._receive_lock:
-            plaintext = self._plaintext
-            while not plaintext:
-                if self._closed:
-                    raise anyio.ClosedResourceError
-                if self._eof:
-                    raise anyio.EndOfStream
-                await self._fill()
-            chunk = plaintext.popleft()
+        with self._receive_guard:
+            chunk = self._leftover
+            if chunk:
+                self._leftover = b""
+            else:
+                chunk = await self._next_plaintext()
             if len(chunk) > max_bytes:
-                plaintext.appendleft(chunk[max_bytes:])
+                self._leftover = chunk[max_bytes:]
                 return chunk[:max_bytes]
-            if len(chunk) < _JOIN_LIMIT and plaintext and len(plaintext[0]) < _JOIN_LIMIT:
-                parts = [chunk]
-                size = len(chunk)
-                while plaintext and size + len(plaintext[0]) <= max_bytes:
-                    nxt = plaintext[0]
-                    if len(nxt) >= _JOIN_LIMIT:
-                        break
-                    parts.append(plaintext.popleft())
-                    size += len(nxt)
-                return b"".join(parts)
-            await anyio.lowlevel.checkpoint()
+            if len(chunk) < _JOIN_LIMIT:
+                chunk = self._join_small(chunk, max_bytes)
+            # Like anyio's BufferedByteReceiveStream, buffered data returns without an
+            # extra checkpoint: a receive that finds nothing buffered awaits the transport.
             return chunk
 
-    async def _fill(self) -> None:
-        try:
-            data = await self.transport_stream.receive(self._core.config.receive_size)
-        except anyio.EndOfStream:
-            data = b""
-        except anyio.ClosedResourceError:
+    async def _next_plaintext(self) -> bytes:
+        core = self._core
+        while True:
             if self._closed:
+                raise anyio.ClosedResourceError
+            try:
+                plaintext = core.next_plaintext()
+            except NoiseError:
+                await anyio.aclose_forcefully(self.transport_stream)
                 raise
-            raise anyio.BrokenResourceError from None
-        try:
-            events = self._core.receive_data(data)
-        except NoiseError:
-            await anyio.aclose_forcefully(self.transport_stream)
-            raise
-        if not data:
-            self._eof = True
-            return
-        self._plaintext.extend([event.data for event in events])  # type: ignore[union-attr]
+            if plaintext is not None:
+                return plaintext
+            if core.eof_received:
+                raise anyio.EndOfStream
+            try:
+                data = await self.transport_stream.receive(core.config.receive_size)
+            except anyio.EndOfStream:
+                data = b""
+            except anyio.ClosedResourceError:
+                if self._closed:
+                    raise
+                raise anyio.BrokenResourceError from None
+            core.buffer_data(data)
+
+    def _join_small(self, first: bytes, max_bytes: int) -> bytes:
+        """Append further already-buffered small messages, up to ``max_bytes``."""
+        parts = [first]
+        size = len(first)
+        core = self._core
+        while size < max_bytes:
+            try:
+                nxt = core.next_plaintext()
+            except NoiseError:
+                break  # raised again, and the transport closed, by the next receive
+            if nxt is None:
+                break
+            if size + len(nxt) > max_bytes or len(nxt) >= _JOIN_LIMIT:
+                self._leftover = nxt
+                break
+            parts.append(nxt)
+            size += len(nxt)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     # -- sending -----------------------------------------------------------------------
 
