@@ -1,0 +1,144 @@
+"""Yamux configuration: every limit as a named, documented value (style.md §9).
+
+Defaults follow rust-yamux 0.13 (the tari peer, yamux.md §2.1) and the proposals of
+hardening.md §2.7; each module constant says where its number comes from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = (
+    "DEFAULT_CREDIT",
+    "DEFAULT_MAX_FRAME_BODY",
+    "DEFAULT_MAX_STREAMS",
+    "DEFAULT_SPLIT_SEND_SIZE",
+    "MAX_ACK_BACKLOG",
+    "YamuxConfig",
+)
+
+#: Initial stream window in each direction; fixed by the Yamux spec (yamux.md §1).
+DEFAULT_CREDIT = 256 * 1024
+#: rust-yamux ``MAX_FRAME_BODY_LEN`` (yamux/src/frame/io.rs): larger DATA bodies are fatal.
+DEFAULT_MAX_FRAME_BODY = 1024 * 1024
+#: rust-yamux ``split_send_size`` (libp2p/rust-yamux#100): largest DATA body we send.
+DEFAULT_SPLIT_SEND_SIZE = 16 * 1024
+#: rust-yamux ``max_num_streams``: live streams, both directions together.
+DEFAULT_MAX_STREAMS = 512
+#: libp2p yamux spec "ACK backlog": un-ACKed outbound streams before opening waits.
+MAX_ACK_BACKLOG = 256
+#: hashicorp/go-yamux ``AcceptBacklog``: unaccepted inbound streams before new ones get RST.
+DEFAULT_ACCEPT_BACKLOG = 256
+#: hardening.md §2.7 proposal (go-yamux keeps 16 MiB as its maximum stream window).
+DEFAULT_MAX_STREAM_WINDOW = 16 * 1024 * 1024
+#: Sum of all receive windows of one connection. rust-yamux uses 1 GiB; plait keeps room for
+#: 512 streams at the initial credit (128 MiB) plus 128 MiB of auto-tuned growth.
+DEFAULT_MAX_CONNECTION_WINDOW = 256 * 1024 * 1024
+#: hashicorp / go-yamux keep-alive: a ping every 30 s ...
+DEFAULT_KEEPALIVE_INTERVAL = 30.0
+#: ... and the session dies when the answer takes longer than 10 s.
+DEFAULT_KEEPALIVE_TIMEOUT = 10.0
+#: performance.md §4 rule 1: a batch cap of a few hundred KiB bounds a pong's wait.
+DEFAULT_WRITE_BATCH_SIZE = 512 * 1024
+#: Outbound bytes queued in the core before ``MuxedStream.send`` waits for the writer.
+DEFAULT_MAX_WRITE_QUEUE_SIZE = 2 * 1024 * 1024
+#: performance.md §4 rule 4: receive at least 256 KiB per transport read.
+DEFAULT_RECEIVE_SIZE = 256 * 1024
+#: go-yamux ``PingBacklog`` (hardening.md §1.4): pongs queued before reading pauses.
+DEFAULT_MAX_QUEUED_PONGS = 32
+#: nghttp2 1.57 received-RST token bucket (hardening.md §1.5): burst ...
+DEFAULT_RST_BURST = 1000
+#: ... and refill rate in tokens per second.
+DEFAULT_RST_RATE = 33.0
+#: h2 ``max_pending_accept_reset_streams`` (hardening.md §1.5).
+DEFAULT_MAX_PENDING_ACCEPT_RESETS = 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class YamuxConfig:
+    """Limits and behaviour of one Yamux connection. Make variants with
+    :func:`dataclasses.replace`.
+
+    :raises ValueError: from the constructor when a value is out of range.
+    """
+
+    initial_window: int = DEFAULT_CREDIT
+    """Receive window granted to each new stream, in bytes. Both sides assume 256 KiB at
+    open; a larger value is granted with the SYN or ACK window update. Minimum 256 KiB."""
+    max_stream_window: int = DEFAULT_MAX_STREAM_WINDOW
+    """Largest receive window auto-tuning may grow one stream to, in bytes."""
+    max_connection_window: int = DEFAULT_MAX_CONNECTION_WINDOW
+    """Budget for the sum of all receive windows of the connection, in bytes; must be at
+    least ``initial_window * max_streams``. Growth beyond the initial windows is taken from
+    what is left (rust-yamux ``max_connection_receive_window``)."""
+    auto_tune: bool = True
+    """Grow receive windows from RTT samples (libp2p/rust-yamux#176); False keeps every
+    window at ``initial_window``."""
+    split_send_size: int = DEFAULT_SPLIT_SEND_SIZE
+    """Largest DATA body this side sends, in bytes."""
+    max_frame_body: int = DEFAULT_MAX_FRAME_BODY
+    """Largest DATA body accepted; a larger one is rejected from its header, before any
+    body is buffered (GO_AWAY(1))."""
+    max_streams: int = DEFAULT_MAX_STREAMS
+    """Live streams, both directions. An inbound SYN beyond it is refused with RST for that
+    stream alone; a local open beyond it raises :class:`~plait.muxer.StreamLimitError`."""
+    max_ack_backlog: int = MAX_ACK_BACKLOG
+    """Outbound streams the peer has not acknowledged yet; further opens wait."""
+    accept_backlog: int = DEFAULT_ACCEPT_BACKLOG
+    """Inbound streams the application has not accepted yet; further SYNs get RST."""
+    keepalive_interval: float | None = DEFAULT_KEEPALIVE_INTERVAL
+    """Seconds between keep-alive pings; ``None`` disables them."""
+    keepalive_timeout: float | None = DEFAULT_KEEPALIVE_TIMEOUT
+    """Seconds a ping may stay unanswered before the connection is declared dead;
+    ``None`` means pings never time out."""
+    write_batch_size: int = DEFAULT_WRITE_BATCH_SIZE
+    """Most bytes the writer hands to the transport in one ``send`` (at least one frame
+    is always written)."""
+    max_write_queue_size: int = DEFAULT_MAX_WRITE_QUEUE_SIZE
+    """Outbound DATA bytes queued in the core; beyond it ``MuxedStream.send`` waits for the
+    writer, so a peer that grants huge windows but never reads cannot grow our memory."""
+    receive_size: int = DEFAULT_RECEIVE_SIZE
+    """``max_bytes`` of each transport read, in bytes."""
+    max_queued_pongs: int = DEFAULT_MAX_QUEUED_PONGS
+    """Pongs waiting to be written before the core pauses parsing input (ping flood)."""
+    max_outstanding_pings: int = 16
+    """Own pings awaiting an answer; ``ping()`` beyond it raises ``RuntimeError``."""
+    rst_burst: int = DEFAULT_RST_BURST
+    """Token-bucket burst of received RSTs and empty DATA frames; when empty the
+    connection ends with GO_AWAY(2)."""
+    rst_rate: float = DEFAULT_RST_RATE
+    """Token-bucket refill, per second."""
+    max_pending_accept_resets: int = DEFAULT_MAX_PENDING_ACCEPT_RESETS
+    """Inbound streams the peer may reset before the application accepted them; one more
+    ends the connection with GO_AWAY(2)."""
+    close_timeout: float = 5.0
+    """Seconds ``MuxedConnection.aclose`` waits to flush queued frames and GO_AWAY."""
+
+    def __post_init__(self) -> None:
+        if self.initial_window < DEFAULT_CREDIT or self.initial_window > 0xFFFF_FFFF:
+            raise ValueError("initial_window must be between 256 KiB and 2**32-1")
+        if self.max_stream_window < self.initial_window or self.max_stream_window > 0xFFFF_FFFF:
+            raise ValueError("max_stream_window must be between initial_window and 2**32-1")
+        if self.max_streams < 1:
+            raise ValueError("max_streams must be at least 1")
+        if self.max_connection_window < self.initial_window * self.max_streams:
+            raise ValueError("max_connection_window must be >= initial_window * max_streams")
+        if not 1 <= self.split_send_size <= self.max_frame_body:
+            raise ValueError("split_send_size must be between 1 and max_frame_body")
+        if not DEFAULT_CREDIT <= self.max_frame_body <= 0xFFFF_FFFF:
+            raise ValueError("max_frame_body must be between 256 KiB and 2**32-1")
+        for name in ("max_ack_backlog", "accept_backlog", "write_batch_size",
+                     "max_write_queue_size", "receive_size", "max_queued_pongs",
+                     "max_outstanding_pings", "rst_burst"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.max_pending_accept_resets < 0:
+            raise ValueError("max_pending_accept_resets must not be negative")
+        if self.rst_rate < 0:
+            raise ValueError("rst_rate must not be negative")
+        for name in ("keepalive_interval", "keepalive_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive or None")
+        if self.close_timeout < 0:
+            raise ValueError("close_timeout must not be negative")
