@@ -78,7 +78,7 @@ class RpcFlags(IntFlag):
     @classmethod
     def is_valid(cls, value: int) -> bool:
         """Whether ``value`` fits in a u8 and only uses the FIN and ACK bits."""
-        return 0 <= value <= 0xFF and value & ~(cls.FIN | cls.ACK) == 0
+        return 0 <= value <= 0xFF and value & ~int(cls.FIN | cls.ACK) == 0
 
 
 @dataclass(frozen=True, slots=True)
