@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not stress"
 
 demo: $(STAMP)
 	$(VENV)/bin/plait demo
@@ -34,5 +34,4 @@ clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
 
 proto: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[proto]'
 	$(PY) tools/gen_proto.py

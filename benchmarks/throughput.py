@@ -249,7 +249,11 @@ def report(selected: list[Variant], results: Results, opts: Options) -> str:
     lines = [f"{'figure':<28}{'median':>12}{'  [min..max]':<24}  unit   note"]
     units = {v.name: (v.unit, v.note) for v in selected}
     units["serial-ceiling"] = ("MB/s", "1/(1/raw-tcp + 1/crypto)")
-    for name, samples in results.samples.items():
+    order = [v.name for v in selected] + ["serial-ceiling"]
+    for name in order:
+        if name not in results.samples:
+            continue
+        samples = results.samples[name]
         unit, note = units[name]
         lines.append(
             f"{name:<28}{statistics.median(samples):>12.1f}  [{min(samples):.1f}..{max(samples):.1f}]".ljust(64)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ("main",)
 
@@ -18,7 +21,8 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "demo",
         help="two endpoints in one process over real TCP, with a transcript of the wire",
-        description="Run two in-process endpoints over TCP on 127.0.0.1 and print what crosses the wire.",
+        description="Run two in-process endpoints over TCP on 127.0.0.1 "
+        "and print what crosses the wire.",
     )
     return parser
 
