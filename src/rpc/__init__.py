@@ -1,5 +1,110 @@
-"""plait.rpc."""
+"""plait.rpc: tari_comms-compatible RPC sessions over a negotiated substream (wire.md §3).
+
+Sans-IO cores: :class:`ClientSessionState` and :class:`ServerSessionState` (one session per
+substream: handshake, requests, replies, interrupts, pings), :class:`FrameDecoder` (u32-BE
+framing), :class:`SessionLimits` (server admission) and :class:`PoolState` (client pool
+bookkeeping). Wire constants live in :mod:`plait.rpc.status`, errors in
+:mod:`plait.rpc.errors`, events in :mod:`plait.rpc.events`, limits in :mod:`plait.rpc.config`.
+"""
 
 from __future__ import annotations
 
-__all__: tuple[str, ...] = ()
+from ._framing import FrameDecoder as FrameDecoder
+from ._framing import frame_header as frame_header
+from ._limits import AdmissionDecision as AdmissionDecision
+from ._limits import Admitted as Admitted
+from ._limits import Refused as Refused
+from ._limits import SessionLimits as SessionLimits
+from ._limits import SessionSlot as SessionSlot
+from ._pool_state import FailAcquire as FailAcquire
+from ._pool_state import LeaseSession as LeaseSession
+from ._pool_state import OpenSession as OpenSession
+from ._pool_state import PoolAction as PoolAction
+from ._pool_state import PoolState as PoolState
+from ._pool_state import PoolStatistics as PoolStatistics
+from ._pool_state import WaitForRelease as WaitForRelease
+from ._session import ClientSessionPhase as ClientSessionPhase
+from ._session import ClientSessionState as ClientSessionState
+from ._session import ServerSessionPhase as ServerSessionPhase
+from ._session import ServerSessionState as ServerSessionState
+from .config import RPC_MAX_FRAME_SIZE as RPC_MAX_FRAME_SIZE
+from .config import PoolConfig as PoolConfig
+from .config import RpcClientConfig as RpcClientConfig
+from .config import RpcServerConfig as RpcServerConfig
+from .config import max_response_payload_size as max_response_payload_size
+from .errors import RequestTooLargeError as RequestTooLargeError
+from .errors import RpcDeadlineExceeded as RpcDeadlineExceeded
+from .errors import RpcError as RpcError
+from .errors import RpcHandshakeRejected as RpcHandshakeRejected
+from .errors import RpcProtocolViolation as RpcProtocolViolation
+from .errors import RpcStateError as RpcStateError
+from .errors import RpcStatusError as RpcStatusError
+from .errors import SessionClosedError as SessionClosedError
+from .events import ClientEvent as ClientEvent
+from .events import HandshakeTimedOut as HandshakeTimedOut
+from .events import InterruptReceived as InterruptReceived
+from .events import PingReceived as PingReceived
+from .events import PongReceived as PongReceived
+from .events import RequestReceived as RequestReceived
+from .events import ResponseReceived as ResponseReceived
+from .events import ResponseTimedOut as ResponseTimedOut
+from .events import RpcEvent as RpcEvent
+from .events import ServerEvent as ServerEvent
+from .events import SessionAccepted as SessionAccepted
+from .events import SessionEnded as SessionEnded
+from .events import SessionRejected as SessionRejected
+from .status import RejectReason as RejectReason
+from .status import RpcFlags as RpcFlags
+from .status import RpcStatus as RpcStatus
+from .status import StatusCode as StatusCode
+
+__all__ = (
+    "AdmissionDecision",
+    "Admitted",
+    "ClientEvent",
+    "ClientSessionPhase",
+    "ClientSessionState",
+    "FailAcquire",
+    "FrameDecoder",
+    "HandshakeTimedOut",
+    "InterruptReceived",
+    "LeaseSession",
+    "OpenSession",
+    "PingReceived",
+    "PongReceived",
+    "PoolAction",
+    "PoolConfig",
+    "PoolState",
+    "PoolStatistics",
+    "RPC_MAX_FRAME_SIZE",
+    "Refused",
+    "RejectReason",
+    "RequestReceived",
+    "RequestTooLargeError",
+    "ResponseReceived",
+    "ResponseTimedOut",
+    "RpcClientConfig",
+    "RpcDeadlineExceeded",
+    "RpcError",
+    "RpcEvent",
+    "RpcFlags",
+    "RpcHandshakeRejected",
+    "RpcProtocolViolation",
+    "RpcServerConfig",
+    "RpcStateError",
+    "RpcStatus",
+    "RpcStatusError",
+    "ServerEvent",
+    "ServerSessionPhase",
+    "ServerSessionState",
+    "SessionAccepted",
+    "SessionClosedError",
+    "SessionEnded",
+    "SessionLimits",
+    "SessionRejected",
+    "SessionSlot",
+    "StatusCode",
+    "WaitForRelease",
+    "frame_header",
+    "max_response_payload_size",
+)
