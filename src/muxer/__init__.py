@@ -33,6 +33,10 @@ from .events import StreamEnded as StreamEnded
 from .events import StreamOpened as StreamOpened
 from .events import StreamReset as StreamReset
 from .events import WindowUpdated as WindowUpdated
+from .session import MuxedConnection as MuxedConnection
+from .stream import MuxedStream as MuxedStream
+from .stream import MuxerAttribute as MuxerAttribute
+from .stream import StreamResetError as StreamResetError
 
 __all__ = (
     "ConnectionState",
@@ -45,6 +49,9 @@ __all__ = (
     "GoAwayReceived",
     "HalfState",
     "KeepaliveTimeoutError",
+    "MuxedConnection",
+    "MuxedStream",
+    "MuxerAttribute",
     "MuxerError",
     "MuxerEvent",
     "MuxerEventType",
@@ -58,6 +65,7 @@ __all__ = (
     "StreamOpened",
     "StreamPhase",
     "StreamReset",
+    "StreamResetError",
     "StreamStateError",
     "WindowUpdated",
     "YamuxConfig",

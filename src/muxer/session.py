@@ -1,0 +1,426 @@
+"""``MuxedConnection``: the Yamux core run over any anyio ``ByteStream`` (style.md §5).
+
+Theory of operation (performance.md §4, yamux.md §7):
+
+* **One reader task** calls ``transport.receive(config.receive_size)`` and feeds each chunk
+  to the core in one call, then routes the events: bytes go into the stream's own buffer,
+  window updates and EOF/RST wake that stream's waiter, new streams go to a deque for
+  ``accept_stream``. It never awaits an application consumer, so a slow reader of one
+  stream cannot stall the others (its buffer is bounded by its window). When a ping flood
+  fills the pong queue the core pauses; the reader waits for the writer to flush, then
+  resumes — reading stops, so back-pressure reaches TCP.
+* **One writer task** sleeps on an :class:`anyio.Event`; whoever queues frames in the core
+  wakes it once. Each wake-up drains the core into one joined batch of at most
+  ``write_batch_size`` bytes (control frames first) and makes one ``transport.send``.
+* **One timer task** sleeps until ``core.get_timer()`` and calls ``handle_timer``:
+  keep-alive pings, and closing a connection whose pong is overdue.
+* **Failure**: a protocol violation, GO_AWAY, EOF, a transport error or a keep-alive
+  timeout marks the connection dead: every waiter wakes, stream operations raise
+  ``BrokenResourceError`` chained from the cause (buffered bytes stay readable), a queued
+  GO_AWAY is flushed (bounded by ``close_timeout``) and the transport is closed. The
+  background tasks end through their own cancel scopes, never the task group's, so the
+  application's ``async with`` body is not cancelled.
+* ``aclose`` queues GO_AWAY(0) behind the queued data, flushes under a shielded scope
+  bounded by ``close_timeout``, then closes the transport.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import anyio
+from anyio.abc import AsyncResource, ByteStream, TaskGroup, TaskStatus
+
+from ..errors import PlaitError
+from .config import YamuxConfig
+from .connection import YamuxConnection
+from .errors import GoAwayError, MuxerProtocolViolation, StreamLimitError
+from .events import (
+    ConnectionTerminated,
+    PingAcknowledged,
+    StreamDataReceived,
+    StreamEnded,
+    StreamOpened,
+    StreamReset,
+    WindowUpdated,
+)
+from .stream import MuxedStream
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from types import TracebackType
+    from typing import Self
+
+    from .events import MuxerEvent
+
+__all__ = ("MuxedConnection",)
+
+logger = logging.getLogger(__name__)
+
+_TRANSPORT_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, PlaitError)
+
+
+class MuxedConnection(AsyncResource):
+    """A Yamux session over ``transport``; use it as an async context manager.
+
+    :param transport: any anyio ``ByteStream`` (TCP, ``NoiseStream``, ...). It is closed
+        when the connection ends.
+    :param is_client: True on the dialing side (odd stream ids), False on the listener.
+    :param config: limits and behaviour.
+    """
+
+    def __init__(
+        self, transport: ByteStream, *, is_client: bool, config: YamuxConfig | None = None
+    ) -> None:
+        self.transport_stream = transport
+        self.config = config if config is not None else YamuxConfig()
+        self.is_client = is_client
+        self._core = YamuxConnection(is_client=is_client, config=self.config)
+        self._streams: dict[int, MuxedStream] = {}
+        self._accept_queue: deque[MuxedStream] = deque()
+        self._accept_event: anyio.Event | None = None
+        self._open_event: anyio.Event | None = None
+        self._space_event: anyio.Event | None = None
+        self._writer_event = anyio.Event()
+        self._idle_event: anyio.Event | None = None
+        self._timer_event: anyio.Event | None = None
+        self._ping_waiters: dict[int, anyio.Event] = {}
+        self._ping_results: dict[int, float] = {}
+        self._task_group: TaskGroup | None = None
+        self._scopes: list[anyio.CancelScope] = []
+        self._error: BaseException | None = None
+        self._closed_locally = False
+        self._started = False
+        self._shutdown_done = anyio.Event()
+        self._writer_failed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        if self._started:
+            raise RuntimeError("a MuxedConnection can be entered only once")
+        self._started = True
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        try:
+            self._core.start(anyio.current_time())
+            await self._task_group.start(self._reader)
+            await self._task_group.start(self._writer)
+            await self._task_group.start(self._timer)
+        except BaseException:
+            self._cancel_tasks()
+            await self._task_group.__aexit__(None, None, None)
+            raise
+        self._wake_writer()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.aclose()
+        finally:
+            assert self._task_group is not None
+            await self._task_group.__aexit__(exc_type, exc_val, exc_tb)
+
+    async def aclose(self) -> None:
+        """Send GO_AWAY(0) after the queued data, flush (at most ``close_timeout`` seconds),
+        close the transport. Every stream then raises ``ClosedResourceError``. Idempotent."""
+        if self._error is None:
+            self._closed_locally = True
+            self._core.close()
+            self._fail(anyio.ClosedResourceError("the connection was closed locally"))
+        with anyio.CancelScope(shield=True):
+            await self._shutdown_done.wait()
+
+    @property
+    def rtt(self) -> float | None:
+        """Latest round-trip time from pings, in seconds (``None`` before the first)."""
+        return self._core.rtt
+
+    @property
+    def is_closed(self) -> bool:
+        """True once the connection is closing or closed."""
+        return self._error is not None
+
+    @property
+    def core(self) -> YamuxConnection:
+        """The sans-IO core (read-only inspection: windows, stream counts, state)."""
+        return self._core
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return self.transport_stream.extra_attributes
+
+    # ------------------------------------------------------------------ public operations
+
+    async def open_stream(self) -> MuxedStream:
+        """Open an outbound stream (WINDOW_UPDATE+SYN is queued at once).
+
+        Waits while ``max_ack_backlog`` streams are unacknowledged.
+
+        :raises StreamLimitError: ``max_streams`` live streams or ids exhausted.
+        :raises anyio.BrokenResourceError: the connection died.
+        :raises anyio.ClosedResourceError: the connection was closed locally.
+        """
+        core = self._core
+        while not core.can_open_stream:
+            self._raise_if_dead()
+            if core.stream_count >= self.config.max_streams:
+                raise StreamLimitError("too many streams")
+            if core.ack_backlog < self.config.max_ack_backlog:
+                raise StreamLimitError("stream ids exhausted")
+            event = self._open_event = anyio.Event()
+            await event.wait()
+        stream_id = core.open_stream()
+        stream = MuxedStream(self, stream_id, outbound=True)
+        self._streams[stream_id] = stream
+        self._wake_writer()
+        return stream
+
+    async def accept_stream(self) -> MuxedStream:
+        """Wait for the next inbound stream and acknowledge it (WINDOW_UPDATE+ACK).
+
+        :raises anyio.EndOfStream: the peer closed the connection cleanly (EOF, GO_AWAY(0)).
+        :raises anyio.BrokenResourceError: the connection died otherwise.
+        :raises anyio.ClosedResourceError: the connection was closed locally.
+        """
+        while True:
+            if self._accept_queue:
+                stream = self._accept_queue.popleft()
+                self._core.accept_stream(stream.stream_id)
+                self._wake_writer()
+                return stream
+            error = self._error
+            if error is not None:
+                if not self._closed_locally and (
+                    isinstance(error, anyio.EndOfStream)
+                    or (isinstance(error, GoAwayError) and error.code == 0)
+                ):
+                    raise anyio.EndOfStream from error
+                self._raise_if_dead()
+            event = self._accept_event = anyio.Event()
+            await event.wait()
+
+    async def ping(self) -> float:
+        """Send a ping and wait for its answer.
+
+        :return: the round-trip time in seconds.
+        :raises anyio.BrokenResourceError: the connection died first.
+        """
+        self._raise_if_dead()
+        opaque = self._core.send_ping(now=anyio.current_time())
+        event = self._ping_waiters[opaque] = anyio.Event()
+        self._wake_writer()
+        if self._timer_event is not None:
+            self._timer_event.set()
+        try:
+            await event.wait()
+        finally:
+            self._ping_waiters.pop(opaque, None)
+        if opaque in self._ping_results:
+            return self._ping_results.pop(opaque)
+        self._raise_if_dead()
+        raise AssertionError("ping woken without an answer")  # pragma: no cover
+
+    # ------------------------------------------------------------------ helpers for streams
+
+    def _wake_writer(self) -> None:
+        event = self._writer_event
+        if not event.is_set():
+            event.set()
+
+    def _is_dead(self) -> bool:
+        return self._error is not None
+
+    def _raise_if_dead(self) -> None:
+        error = self._error
+        if error is not None:
+            self._raise_dead(error)
+
+    def _raise_dead(self, error: BaseException) -> NoReturn:
+        if self._closed_locally:
+            raise anyio.ClosedResourceError("the connection was closed locally")
+        raise anyio.BrokenResourceError("the Yamux connection is gone") from error
+
+    async def _wait_for_queue_space(self) -> None:
+        event = self._space_event
+        if event is None:
+            event = self._space_event = anyio.Event()
+        await event.wait()
+
+    async def _wait_idle(self) -> None:
+        """Wake the writer and wait until it has written everything queued."""
+        event = self._idle_event
+        if event is None:
+            event = self._idle_event = anyio.Event()
+        self._wake_writer()
+        await event.wait()
+
+    def _forget_if_done(self, stream: MuxedStream) -> None:
+        if self._core.stream_state(stream.stream_id) is None:
+            self._streams.pop(stream.stream_id, None)
+
+    # ------------------------------------------------------------------ background tasks
+
+    async def _reader(self, *, task_status: TaskStatus[None]) -> None:
+        with anyio.CancelScope() as scope:
+            self._scopes.append(scope)
+            task_status.started()
+            core = self._core
+            receive = self.transport_stream.receive
+            size = self.config.receive_size
+            try:
+                while True:
+                    try:
+                        data = await receive(size)
+                    except anyio.EndOfStream:
+                        data = b""
+                    self._dispatch(core.receive_data(data, now=anyio.current_time()))
+                    while core.is_reading_paused:
+                        await self._wait_idle()
+                        self._dispatch(core.resume_reading())
+                    if core.has_data_to_send:
+                        self._wake_writer()
+                    if self._error is not None:
+                        return
+            except MuxerProtocolViolation as exc:
+                logger.warning("yamux peer violated the protocol: %s", exc)
+                self._fail(exc)
+            except _TRANSPORT_ERRORS as exc:
+                self._fail(exc)
+
+    async def _writer(self, *, task_status: TaskStatus[None]) -> None:
+        with anyio.CancelScope() as scope:
+            self._scopes.append(scope)
+            task_status.started()
+            core = self._core
+            send = self.transport_stream.send
+            batch = self.config.write_batch_size
+            limit = self.config.max_write_queue_size
+            try:
+                while True:
+                    if core.has_data_to_send:
+                        await send(core.data_to_send(batch))
+                        space = self._space_event
+                        if space is not None and core.queued_data_size < limit:
+                            self._space_event = None
+                            space.set()
+                        continue
+                    idle = self._idle_event
+                    if idle is not None:
+                        self._idle_event = None
+                        idle.set()
+                    event = self._writer_event
+                    if not event.is_set():
+                        await event.wait()
+                    self._writer_event = anyio.Event()
+            except _TRANSPORT_ERRORS as exc:
+                self._writer_failed = True
+                self._fail(exc)
+
+    async def _timer(self, *, task_status: TaskStatus[None]) -> None:
+        with anyio.CancelScope() as scope:
+            self._scopes.append(scope)
+            task_status.started()
+            core = self._core
+            while True:
+                event = self._timer_event = anyio.Event()
+                deadline = core.get_timer()
+                if deadline is None:
+                    await event.wait()
+                    continue
+                with anyio.move_on_after(max(deadline - anyio.current_time(), 0)):
+                    await event.wait()
+                now = anyio.current_time()
+                if now >= deadline:
+                    self._dispatch(core.handle_timer(now))
+                    if core.has_data_to_send:
+                        self._wake_writer()
+
+    async def _shutdown(self) -> None:
+        """Flush what the core still has (GO_AWAY), close the transport, stop the tasks."""
+        try:
+            with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(self.config.close_timeout):
+                    while self._core.has_data_to_send and not self._writer_failed:
+                        await self._wait_idle()
+                self._cancel_tasks()
+                with anyio.move_on_after(self.config.close_timeout):
+                    await self.transport_stream.aclose()
+        finally:
+            self._shutdown_done.set()
+
+    def _cancel_tasks(self) -> None:
+        for scope in self._scopes:
+            scope.cancel()
+
+    # ------------------------------------------------------------------ event routing
+
+    def _dispatch(self, events: list[MuxerEvent]) -> None:
+        streams = self._streams
+        for event in events:
+            if isinstance(event, StreamDataReceived):
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream._feed(event.data)
+            elif isinstance(event, WindowUpdated):
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream._wake_sender()
+            elif isinstance(event, StreamOpened):
+                stream = MuxedStream(self, event.stream_id, outbound=False)
+                streams[event.stream_id] = stream
+                self._accept_queue.append(stream)
+                if self._accept_event is not None:
+                    self._accept_event.set()
+            elif isinstance(event, StreamEnded):
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream._on_eof()
+            elif isinstance(event, StreamReset):
+                stream = streams.pop(event.stream_id, None)
+                if stream is not None:
+                    stream._on_reset()
+                    if not stream.is_outbound and stream in self._accept_queue:
+                        self._accept_queue.remove(stream)
+            elif isinstance(event, PingAcknowledged):
+                waiter = self._ping_waiters.get(event.opaque)
+                if waiter is not None:
+                    self._ping_results[event.opaque] = event.rtt
+                    waiter.set()
+            elif isinstance(event, ConnectionTerminated):
+                error: BaseException | None = event.error
+                if error is None:
+                    error = anyio.EndOfStream("the peer closed the connection")
+                self._fail(error)
+        if self._open_event is not None and self._core.can_open_stream:
+            self._open_event.set()
+            self._open_event = None
+
+    def _fail(self, error: BaseException) -> None:
+        """Mark the connection dead, wake every waiter, start the shutdown."""
+        if self._error is not None:
+            return
+        self._error = error
+        if not self._closed_locally:
+            logger.debug("yamux connection ended: %r", error)
+        if not self._core.is_closed:
+            # transport failure or EOF: the core has not seen it yet
+            self._core.receive_data(b"")
+        for stream in list(self._streams.values()):
+            stream._wake_all()
+        for event in (self._accept_event, self._open_event, self._space_event):
+            if event is not None:
+                event.set()
+        for waiter in self._ping_waiters.values():
+            waiter.set()
+        if self._timer_event is not None:
+            self._timer_event.set()
+        assert self._task_group is not None
+        self._task_group.start_soon(self._shutdown)

@@ -1,0 +1,277 @@
+"""``MuxedStream``: one Yamux stream as an anyio ``ByteStream`` (style.md §5).
+
+Theory of operation: the stream's receive buffer lives here, as a deque of the ``bytes``
+bodies the core delivered; the connection's reader task appends to it and never waits for
+the application (performance.md §4 rule 4). ``receive`` hands out buffered bytes and
+reports them to the core, which returns credit to the peer once half the window was read
+(``_window.py``). ``send`` queues as many frames as the send window allows in one call to
+the core, wakes the writer once, and waits on an :class:`anyio.Event` when the window (or
+the connection's write queue) is full — never a sleep loop.
+
+Exceptions, in anyio's vocabulary: ``EndOfStream`` once the peer's FIN has been drained;
+:class:`StreamResetError` (an ``anyio.BrokenResourceError``) after the peer's RST;
+``ClosedResourceError`` after a local ``aclose``/``reset`` (and ``send`` after
+``send_eof``); ``BrokenResourceError`` chained from the cause when the connection dies
+(buffered bytes can still be read first); ``BusyResourceError`` for concurrent receives or
+concurrent sends. A ``send`` cancelled after part of its data was queued resets the stream,
+so the peer never mistakes a truncated message for a complete one (hardening.md §1.6).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio import ResourceGuard, TypedAttributeSet, typed_attribute
+from anyio.abc import ByteStream
+
+from ._stream_state import HalfState
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from .session import MuxedConnection
+
+__all__ = ("MuxedStream", "MuxerAttribute", "StreamResetError")
+
+_OPEN = HalfState.OPEN
+
+
+class StreamResetError(anyio.BrokenResourceError):
+    """The peer reset (RST) the stream; unread data was discarded."""
+
+
+class MuxerAttribute(TypedAttributeSet):
+    """Typed attributes of a :class:`MuxedStream`."""
+
+    #: The Yamux stream id.
+    stream_id: int = typed_attribute()
+    #: True when this side opened the stream.
+    is_outbound: bool = typed_attribute()
+
+
+class MuxedStream(ByteStream):
+    """A bidirectional byte stream multiplexed over a :class:`MuxedConnection`.
+
+    Made by :meth:`MuxedConnection.open_stream` and :meth:`MuxedConnection.accept_stream`;
+    not constructed directly.
+    """
+
+    def __init__(self, connection: MuxedConnection, stream_id: int, *, outbound: bool) -> None:
+        self._conn = connection
+        self._core = connection._core
+        self.stream_id = stream_id
+        self.is_outbound = outbound
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        # read: OPEN, CLOSED (peer FIN), RESET (peer RST), DISCARDING (closed locally)
+        self._read_state = HalfState.OPEN
+        # write: OPEN, CLOSED (FIN sent or closed locally), RESET (peer RST)
+        self._write_state = HalfState.OPEN
+        self._receive_event: anyio.Event | None = None
+        self._send_event: anyio.Event | None = None
+        self._receive_guard = ResourceGuard("reading from")
+        self._send_guard = ResourceGuard("writing to")
+
+    # ------------------------------------------------------------------ called by the reader
+
+    def _feed(self, data: bytes) -> None:
+        if self._read_state is _OPEN:
+            self._chunks.append(data)
+            self._buffered += len(data)
+            event = self._receive_event
+            if event is not None:
+                event.set()
+
+    def _wake_sender(self) -> None:
+        event = self._send_event
+        if event is not None:
+            event.set()
+
+    def _on_eof(self) -> None:
+        if self._read_state is _OPEN:
+            self._read_state = HalfState.CLOSED
+        self._wake_all()
+        self._conn._forget_if_done(self)
+
+    def _on_reset(self) -> None:
+        if self._read_state in (_OPEN, HalfState.CLOSED):
+            self._read_state = HalfState.RESET
+            self._chunks.clear()
+            self._buffered = 0
+        if self._write_state is _OPEN:
+            self._write_state = HalfState.RESET
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        for event in (self._receive_event, self._send_event):
+            if event is not None:
+                event.set()
+
+    # ------------------------------------------------------------------ anyio ByteStream
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return {
+            **self._conn.transport_stream.extra_attributes,
+            MuxerAttribute.stream_id: lambda: self.stream_id,
+            MuxerAttribute.is_outbound: lambda: self.is_outbound,
+        }
+
+    @property
+    def buffered_size(self) -> int:
+        """Received bytes waiting to be read."""
+        return self._buffered
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        """Return up to ``max_bytes`` buffered bytes, waiting for data if there is none.
+
+        :raises anyio.EndOfStream: the peer half-closed and everything was read.
+        :raises StreamResetError: the peer reset the stream.
+        :raises anyio.ClosedResourceError: the stream was closed or reset locally.
+        :raises anyio.BrokenResourceError: the connection died.
+        :raises anyio.BusyResourceError: another task is already receiving.
+        """
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be at least 1")
+        with self._receive_guard:
+            while True:
+                chunks = self._chunks
+                if chunks:
+                    first = chunks[0]
+                    size = len(first)
+                    if size >= max_bytes:
+                        if size == max_bytes:
+                            chunks.popleft()
+                            out = first
+                        else:
+                            out = first[:max_bytes]
+                            chunks[0] = first[max_bytes:]
+                    else:
+                        chunks.popleft()
+                        parts = [first]
+                        while chunks and size + len(chunks[0]) <= max_bytes:
+                            nxt = chunks.popleft()
+                            parts.append(nxt)
+                            size += len(nxt)
+                        out = first if len(parts) == 1 else b"".join(parts)
+                    n = len(out)
+                    self._buffered -= n
+                    core = self._core
+                    core.acknowledge_received_data(self.stream_id, n)
+                    if core.has_data_to_send:
+                        self._conn._wake_writer()
+                    return out
+                state = self._read_state
+                if state is not _OPEN:
+                    if state is HalfState.CLOSED:
+                        raise anyio.EndOfStream
+                    if state is HalfState.RESET:
+                        raise StreamResetError(f"stream {self.stream_id} was reset by the peer")
+                    raise anyio.ClosedResourceError
+                self._conn._raise_if_dead()
+                event = self._receive_event = anyio.Event()
+                await event.wait()
+                self._receive_event = None
+
+    async def send(self, item: bytes) -> None:
+        """Queue ``item`` for sending; returns once every byte is queued (window permitting),
+        not necessarily written.
+
+        :raises anyio.ClosedResourceError: after ``send_eof``, ``aclose`` or ``reset``.
+        :raises StreamResetError: the peer reset the stream.
+        :raises anyio.BrokenResourceError: the connection died.
+        :raises anyio.BusyResourceError: another task is already sending.
+        """
+        with self._send_guard:
+            view = memoryview(item)
+            if not view.readonly:  # a bytearray could change after send() returns: copy it
+                item = bytes(view)
+                view = memoryview(item)
+            total = len(item)
+            offset = 0
+            conn = self._conn
+            core = self._core
+            limit = core.config.max_write_queue_size
+            try:
+                while True:
+                    self._check_writable()
+                    conn._raise_if_dead()
+                    if core.queued_data_size >= limit:
+                        await conn._wait_for_queue_space()
+                        continue
+                    if offset < total:
+                        n = core.send_data(self.stream_id, view[offset:] if offset else item)
+                        if n:
+                            offset += n
+                            conn._wake_writer()
+                    if offset >= total:
+                        return
+                    event = self._send_event = anyio.Event()
+                    if core.outbound_window(self.stream_id) == 0:
+                        await event.wait()
+                    self._send_event = None
+            except BaseException:
+                if 0 < offset < total and self._write_state is _OPEN:
+                    await self._abort()
+                raise
+
+    def _check_writable(self) -> None:
+        state = self._write_state
+        if state is not _OPEN:
+            if state is HalfState.RESET:
+                raise StreamResetError(f"stream {self.stream_id} was reset by the peer")
+            raise anyio.ClosedResourceError
+
+    async def send_eof(self) -> None:
+        """Half-close: send FIN. Reading stays possible. Idempotent."""
+        if self._write_state is _OPEN:
+            self._write_state = HalfState.CLOSED
+            if not self._conn._is_dead():
+                self._core.end_stream(self.stream_id)
+                self._conn._wake_writer()
+                self._conn._forget_if_done(self)
+
+    async def aclose(self) -> None:
+        """Close the stream: send FIN if not sent yet and stop reading (unread and later
+        bytes are discarded, with credit returned so the peer is never stuck)."""
+        if self._read_state is HalfState.DISCARDING:
+            return
+        if self._write_state is _OPEN:
+            await self.send_eof()
+        self._write_state = HalfState.CLOSED
+        self._read_state = HalfState.DISCARDING
+        self._chunks.clear()
+        self._buffered = 0
+        if not self._conn._is_dead():
+            self._core.stop_reading(self.stream_id)
+            if self._core.has_data_to_send:
+                self._conn._wake_writer()
+        self._wake_all()
+        self._conn._forget_if_done(self)
+
+    async def reset(self) -> None:
+        """Abort the stream with RST; later operations raise ``ClosedResourceError``."""
+        await self._abort()
+
+    async def _abort(self) -> None:
+        if self._read_state is HalfState.DISCARDING and self._write_state is not _OPEN and (
+            self._core.stream_state(self.stream_id) is None
+        ):
+            return
+        self._read_state = HalfState.DISCARDING
+        self._write_state = HalfState.CLOSED
+        self._chunks.clear()
+        self._buffered = 0
+        if not self._conn._is_dead():
+            self._core.reset_stream(self.stream_id)
+            self._conn._wake_writer()
+        self._wake_all()
+        self._conn._forget_if_done(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"<MuxedStream {self.stream_id} read={self._read_state.name} "
+            f"write={self._write_state.name} buffered={self._buffered}>"
+        )

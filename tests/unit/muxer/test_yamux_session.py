@@ -1,0 +1,311 @@
+"""MuxedConnection / MuxedStream over real TCP on 127.0.0.1, both anyio backends."""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+from anyio.abc import SocketAttribute, SocketStream
+from plait.muxer import (
+    GoAwayError,
+    KeepaliveTimeoutError,
+    MuxedConnection,
+    MuxedStream,
+    MuxerAttribute,
+    StreamLimitError,
+    StreamResetError,
+    YamuxConfig,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+pytestmark = pytest.mark.anyio
+
+FAST = YamuxConfig(keepalive_interval=None)
+
+
+async def tcp_sockets() -> tuple[SocketStream, SocketStream]:
+    multi = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    listener = multi.listeners[0]
+    port = listener.extra(SocketAttribute.local_port)
+    client = await anyio.connect_tcp("127.0.0.1", port)
+    server = await listener.accept()
+    await multi.aclose()
+    return client, server
+
+
+@asynccontextmanager
+async def mux_pair(
+    client_config: YamuxConfig = FAST, server_config: YamuxConfig = FAST
+) -> AsyncIterator[tuple[MuxedConnection, MuxedConnection]]:
+    client_sock, server_sock = await tcp_sockets()
+    with anyio.fail_after(30):
+        async with MuxedConnection(client_sock, is_client=True, config=client_config) as c, \
+                MuxedConnection(server_sock, is_client=False, config=server_config) as s:
+            yield c, s
+
+
+async def read_all(stream: MuxedStream) -> bytes:
+    parts = []
+    try:
+        while True:
+            parts.append(await stream.receive())
+    except anyio.EndOfStream:
+        return b"".join(parts)
+
+
+async def echo_server(mux: MuxedConnection, count: int) -> None:
+    async def echo(stream: MuxedStream) -> None:
+        try:
+            while True:
+                await stream.send(await stream.receive(262144))
+        except anyio.EndOfStream:
+            await stream.aclose()
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(count):
+            tg.start_soon(echo, await mux.accept_stream())
+
+
+async def test_open_accept_echo_and_attributes() -> None:
+    async with mux_pair() as (client, server), anyio.create_task_group() as tg:
+        tg.start_soon(echo_server, server, 1)
+        stream = await client.open_stream()
+        assert stream.extra(MuxerAttribute.stream_id) == 1
+        assert stream.extra(MuxerAttribute.is_outbound) is True
+        assert stream.extra(SocketAttribute.remote_address)[0] == "127.0.0.1"
+        await stream.send(b"hello")
+        await stream.send_eof()
+        assert await read_all(stream) == b"hello"
+        await stream.aclose()
+        with pytest.raises(anyio.ClosedResourceError):
+            await stream.receive()
+
+
+async def test_half_close_both_directions() -> None:
+    async with mux_pair() as (client, server):
+        a = await client.open_stream()
+        await a.send(b"request")
+        await a.send_eof()
+        b = await server.accept_stream()
+        assert await read_all(b) == b"request"
+        with pytest.raises(anyio.ClosedResourceError):
+            await a.send(b"after eof")
+        # the server can still answer after the client's FIN, then half-closes itself
+        await b.send(b"response")
+        await b.send_eof()
+        assert await read_all(a) == b"response"
+        await a.aclose()
+        await b.aclose()
+        with anyio.fail_after(5):
+            while client.core.stream_count or server.core.stream_count:
+                await anyio.sleep(0.01)  # wait for the final frames to cross
+
+
+async def test_server_half_closes_first() -> None:
+    async with mux_pair() as (client, server):
+        a = await client.open_stream()
+        await a.send(b"x")
+        b = await server.accept_stream()
+        await b.send(b"bye")
+        await b.send_eof()
+        assert await read_all(a) == b"bye"
+        await a.send(b"still writing")
+        await a.send_eof()
+        assert await read_all(b) == b"xstill writing"
+
+
+@pytest.mark.parametrize("resetter", ["client", "server"])
+async def test_reset_both_directions(resetter: str) -> None:
+    async with mux_pair() as (client, server):
+        a = await client.open_stream()
+        await a.send(b"x")
+        b = await server.accept_stream()
+        assert await b.receive() == b"x"
+        mine, theirs = (a, b) if resetter == "client" else (b, a)
+        await mine.reset()
+        with pytest.raises(anyio.ClosedResourceError):
+            await mine.send(b"y")
+        with pytest.raises(StreamResetError):
+            await theirs.receive()
+        with pytest.raises(StreamResetError):
+            await theirs.send(b"z")
+        assert isinstance(StreamResetError(), anyio.BrokenResourceError)
+        # the connection itself is unharmed
+        c = await client.open_stream()
+        await c.send(b"again")
+        d = await server.accept_stream()
+        assert await d.receive() == b"again"
+
+
+async def test_64_concurrent_streams_1mib_echo_byte_exact() -> None:
+    size = 1024 * 1024
+    async with mux_pair() as (client, server), anyio.create_task_group() as tg:
+        tg.start_soon(echo_server, server, 64)
+
+        async def one(i: int) -> None:
+            stream = await client.open_stream()
+            payload = hashlib.shake_256(i.to_bytes(4, "big")).digest(size)
+            result = bytearray()
+
+            async def reader() -> None:
+                result.extend(await read_all(stream))
+
+            async with anyio.create_task_group() as inner:
+                inner.start_soon(reader)
+                for off in range(0, size, 100_000):
+                    await stream.send(payload[off:off + 100_000])
+                await stream.send_eof()
+            assert bytes(result) == payload
+            await stream.aclose()
+
+        async with anyio.create_task_group() as clients:
+            for i in range(64):
+                clients.start_soon(one, i)
+
+
+async def test_slow_reader_does_not_stall_other_streams() -> None:
+    async with mux_pair() as (client, server):
+        slow = await client.open_stream()
+        fast = await client.open_stream()
+        slow_in = await server.accept_stream()
+        fast_in = await server.accept_stream()
+        # fill the slow stream's window completely; nobody reads it
+        with anyio.move_on_after(0.5):
+            while True:
+                await slow.send(b"s" * 65536)
+        assert client.core.outbound_window(slow.stream_id) == 0
+        assert slow_in.buffered_size == 256 * 1024  # bounded by the window
+        total = 8 * 1024 * 1024
+        got = 0
+
+        async def drain() -> None:
+            nonlocal got
+            got = len(await read_all(fast_in))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(drain)
+            for _ in range(total // 65536):
+                await fast.send(b"f" * 65536)
+            await fast.send_eof()
+        assert got == total
+        # the slow stream resumes once read
+        assert len(await slow_in.receive(1 << 20)) > 0
+
+
+async def test_keepalive_timeout_closes_dead_connection() -> None:
+    client_sock, server_sock = await tcp_sockets()
+    config = YamuxConfig(keepalive_interval=0.05, keepalive_timeout=0.2, auto_tune=False)
+    with anyio.fail_after(10):
+        async with server_sock, MuxedConnection(client_sock, is_client=True,
+                                                config=config) as client:
+            stream = await client.open_stream()
+            # the server socket is never read: no pong ever comes back
+            with pytest.raises(anyio.BrokenResourceError) as info:
+                await stream.receive()
+            assert isinstance(info.value.__cause__, KeepaliveTimeoutError)
+            with pytest.raises(anyio.BrokenResourceError):
+                await client.accept_stream()
+            with pytest.raises(anyio.BrokenResourceError):
+                await client.open_stream()
+
+
+async def test_keepalive_answered_keeps_connection_and_ping_measures_rtt() -> None:
+    config = YamuxConfig(keepalive_interval=0.02, keepalive_timeout=0.5)
+    async with mux_pair(config, config) as (client, server):
+        rtt = await client.ping()
+        assert rtt >= 0 and client.rtt is not None
+        await anyio.sleep(0.3)  # many keep-alive rounds must pass without a timeout
+        assert not client.is_closed and not server.is_closed
+        assert await server.ping() >= 0
+
+
+async def test_aclose_sends_goaway_and_all_streams_error() -> None:
+    async with mux_pair() as (client, server):
+        a = await client.open_stream()
+        await a.send(b"data before close")
+        b = await server.accept_stream()
+        await client.aclose()
+        with pytest.raises(anyio.ClosedResourceError):
+            await a.receive()
+        with pytest.raises(anyio.ClosedResourceError):
+            await client.open_stream()
+        with pytest.raises(anyio.ClosedResourceError):
+            await client.accept_stream()
+        # the peer still reads what was sent, then sees the connection gone
+        assert await b.receive() == b"data before close"
+        with pytest.raises(anyio.BrokenResourceError) as info:
+            await b.receive()
+        assert isinstance(info.value.__cause__, GoAwayError)
+        assert info.value.__cause__.code == 0
+        with pytest.raises(anyio.EndOfStream):
+            await server.accept_stream()
+        with pytest.raises(anyio.BrokenResourceError):
+            await b.send(b"x")
+
+
+async def test_accept_stream_raises_when_peer_disconnects() -> None:
+    client_sock, server_sock = await tcp_sockets()
+    with anyio.fail_after(10):
+        async with MuxedConnection(server_sock, is_client=False, config=FAST) as server:
+            async with anyio.create_task_group() as tg:
+                async def close_later() -> None:
+                    await client_sock.aclose()
+
+                tg.start_soon(close_later)
+                with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                    await server.accept_stream()
+
+
+async def test_concurrent_receive_is_busy() -> None:
+    async with mux_pair() as (client, _server):
+        a = await client.open_stream()
+        async def blocked() -> None:
+            with pytest.raises(anyio.ClosedResourceError):
+                await a.receive()  # woken by the local reset below
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(blocked)
+            await anyio.wait_all_tasks_blocked()
+            with pytest.raises(anyio.BusyResourceError):
+                await a.receive()
+            await a.reset()
+
+
+async def test_ack_backlog_makes_open_wait_until_accept() -> None:
+    config = YamuxConfig(keepalive_interval=None, max_ack_backlog=2)
+    async with mux_pair(config, FAST) as (client, server):
+        await client.open_stream()
+        await client.open_stream()
+        with anyio.move_on_after(0.2) as scope:
+            await client.open_stream()
+        assert scope.cancelled_caught
+        await server.accept_stream()
+        with anyio.fail_after(5):
+            third = await client.open_stream()
+        assert third.stream_id == 5
+
+
+async def test_local_stream_limit_raises() -> None:
+    config = YamuxConfig(keepalive_interval=None, max_streams=2,
+                         max_connection_window=2 * 256 * 1024)
+    async with mux_pair(config, FAST) as (client, _server):
+        await client.open_stream()
+        await client.open_stream()
+        with pytest.raises(StreamLimitError):
+            await client.open_stream()
+
+
+async def test_excess_inbound_streams_reset_and_connection_lives() -> None:
+    server_config = YamuxConfig(keepalive_interval=None, accept_backlog=2)
+    async with mux_pair(FAST, server_config) as (client, server):
+        streams = [await client.open_stream() for _ in range(3)]
+        with pytest.raises(StreamResetError):
+            await streams[2].receive()
+        first = await server.accept_stream()
+        await streams[0].send(b"ok")
+        assert await first.receive() == b"ok"
