@@ -19,6 +19,7 @@ __all__ = (
     "DialError",
     "IdentityDecodeError",
     "IdentityMessageTooLargeError",
+    "IdentityTimeoutError",
     "IdentityTruncatedError",
     "IdentityVersionError",
     "InvalidAddressError",
@@ -102,6 +103,17 @@ class IdentityTruncatedError(TransportProtocolViolation):
     """The peer closed the stream inside the identity frame (``PeerUnexpectedCloseConnection``)."""
 
     ban = BanTier.SHORT
+
+
+class IdentityTimeoutError(TransportError, TimeoutError):
+    """The peer's identity frame did not arrive in time (tari ``Timeout``: 2 min ban).
+
+    A slow peer is not provably malicious, so this is not a protocol violation, but tari
+    still bans it briefly; the tier is the class attribute ``ban`` as on the violations.
+    """
+
+    ban: ClassVar[BanTier] = BanTier.SHORT
+    """The ban tari applies."""
 
 
 class PeerValidationError(TransportProtocolViolation):
