@@ -52,6 +52,8 @@ class PrefixedStream(ByteStream):
         self._prefix = bytearray(prefix)
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be at least 1")
         if self._prefix:
             await anyio.lowlevel.checkpoint()
             chunk = bytes(self._prefix[:max_bytes])

@@ -108,6 +108,8 @@ class MemoryStream(ByteStream):
         return f"<MemoryStream {self.local_name} -> {self.remote_name}>"
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be at least 1")
         with self._receive_guard:
             await anyio.lowlevel.checkpoint()
             pipe = self._incoming

@@ -213,6 +213,15 @@ async def test_backlog_is_bounded() -> None:
     await network.dial("memory://b")
 
 
+async def test_receive_needs_a_positive_max_bytes() -> None:
+    network = MemoryNetwork()
+    listener = await network.listen("memory://m")
+    client = await network.dial("memory://m")
+    with pytest.raises(ValueError):
+        await client.receive(0)
+    await listener.aclose()
+
+
 async def test_wrong_scheme() -> None:
     with pytest.raises(InvalidAddressError):
         await MemoryNetwork().listen("tcp://127.0.0.1:0")
