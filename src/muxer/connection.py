@@ -768,6 +768,7 @@ class YamuxConnection:
             self._maybe_release(stream)
         elif read_state is _DISCARDING:
             stream.read_state = HalfState.CLOSED
+            events.append(StreamEnded(stream_id=stream_id))
             self._maybe_release(stream)
 
     def _on_ping(self, flags: int, stream_id: int, opaque: int, events: list[MuxerEvent]) -> None:

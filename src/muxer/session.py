@@ -95,6 +95,7 @@ class MuxedConnection(AsyncResource):
         self._started = False
         self._shutdown_done = anyio.Event()
         self._writer_failed = False
+        self._coalesce_next = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -194,6 +195,7 @@ class MuxedConnection(AsyncResource):
             if self._accept_queue:
                 stream = self._accept_queue.popleft()
                 self._core.accept_stream(stream.stream_id)
+                self._coalesce_next = True
                 self._wake_writer()
                 return stream
             error = self._error
@@ -320,6 +322,11 @@ class MuxedConnection(AsyncResource):
                     if not event.is_set():
                         await event.wait()
                     self._writer_event = anyio.Event()
+                    if self._coalesce_next:
+                        # an accept queued only an ACK: let the tasks woken in this loop
+                        # turn (typically the handler's first reply) join the batch
+                        self._coalesce_next = False
+                        await anyio.lowlevel.checkpoint()
             except _TRANSPORT_ERRORS as exc:
                 self._writer_failed = True
                 self._fail(exc)

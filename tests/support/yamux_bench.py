@@ -67,11 +67,43 @@ async def run(total_mib: int, streams: int, config: YamuxConfig) -> float:
     return total_mib * 1024 * 1024 / elapsed / 1e6
 
 
+async def run_rate(count: int, config: YamuxConfig) -> float:
+    """Sequential stream open + 1-byte echo + close; return streams per second."""
+    client_sock, server_sock = await tcp_pair()
+
+    async def echo(stream) -> None:  # type: ignore[no-untyped-def]
+        data = await stream.receive()
+        await stream.send(data)
+        await stream.aclose()
+
+    async with MuxedConnection(client_sock, is_client=True, config=config) as c, \
+            MuxedConnection(server_sock, is_client=False, config=config) as srv:
+        async with anyio.create_task_group() as tg:
+            async def acceptor() -> None:
+                while True:
+                    tg.start_soon(echo, await srv.accept_stream())
+            tg.start_soon(acceptor)
+            start = time.perf_counter()
+            for _ in range(count):
+                s = await c.open_stream()
+                await s.send(b"x")
+                assert await s.receive() == b"x"
+                await s.aclose()
+            elapsed = time.perf_counter() - start
+            tg.cancel_scope.cancel()
+    return count / elapsed
+
+
 def main() -> None:
     backend = sys.argv[1] if len(sys.argv) > 1 else "asyncio"
     mib = int(sys.argv[2]) if len(sys.argv) > 2 else 64
     streams = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     config = YamuxConfig()
+    if streams == 0:
+        for _ in range(3):
+            rate = anyio.run(run_rate, mib, config, backend=backend)
+            print(f"{backend} open+echo+close: {rate:.0f} streams/s")
+        return
     for _ in range(3):
         rate = anyio.run(run, mib, streams, config, backend=backend)
         print(f"{backend} {streams} stream(s) x {mib // streams} MiB: {rate:.0f} MB/s")
