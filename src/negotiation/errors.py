@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ..errors import PlaitError, ProtocolViolation
-from ..transport.errors import BanTier
+from ..errors import BanTier, PlaitError, ProtocolViolation
 
 __all__ = (
     "EmptyProtocolIdError",

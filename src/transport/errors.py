@@ -9,10 +9,9 @@ ban without a lookup table. Bans apply only to an identity authenticated by Nois
 
 from __future__ import annotations
 
-import enum
 from typing import ClassVar
 
-from ..errors import PlaitError, ProtocolViolation
+from ..errors import BanTier, PlaitError, ProtocolViolation
 
 __all__ = (
     "BanTier",
@@ -33,23 +32,6 @@ __all__ = (
     "UpgradeTimeoutError",
     "WrongNetworkError",
 )
-
-
-class BanTier(enum.Enum):
-    """How long tari bans a peer for an offence (``bans.rs``; wire.md §1.4.5)."""
-
-    NONE = None
-    """No ban: local or I/O trouble, or data that is odd but not provably malicious."""
-    SHORT = 120.0
-    """2 minutes: timeouts, unexpected close, unsupported version."""
-    LONG = 7200.0
-    """2 hours: provable protocol abuse (oversize or undecodable messages, bad flags, limits)."""
-
-    @property
-    def duration(self) -> float | None:
-        """The ban length in seconds, or ``None`` for no ban."""
-        value: float | None = self.value
-        return value
 
 
 class TransportError(PlaitError):
