@@ -2,8 +2,9 @@
 
 ``frame()`` builds raw frames (any version, type, flags, id, length, body — including
 invalid ones); ``parse_frames()`` splits a byte string into frames; :class:`RawYamuxClient`
-speaks over a blocking ``socket`` on 127.0.0.1 (run it in a worker thread from async
-tests). It answers nothing on its own: tests decide every byte it sends.
+speaks over a blocking ``socket`` on 127.0.0.1 for quick wire debugging, and
+:class:`AsyncRawYamux` does the same over an anyio TCP stream for async tests. Apart from
+answering SYN pings (optional), they send only what the test tells them to.
 """
 
 from __future__ import annotations
@@ -12,6 +13,14 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from anyio.abc import SocketStream
 
 HEADER = struct.Struct(">BBHII")
 DATA, WINDOW_UPDATE, PING, GO_AWAY = 0, 1, 2, 3
@@ -106,3 +115,54 @@ class RawYamuxClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class AsyncRawYamux:
+    """A raw-frame peer over an anyio TCP stream (127.0.0.1)."""
+
+    def __init__(self, stream: SocketStream, *, answer_pings: bool = True) -> None:
+        self.stream = stream
+        self.answer_pings = answer_pings
+        self.frames: list[RawFrame] = []
+        self.eof = False
+        self._rest = b""
+
+    @classmethod
+    async def connect(cls, port: int, *, answer_pings: bool = True) -> AsyncRawYamux:
+        return cls(await anyio.connect_tcp("127.0.0.1", port), answer_pings=answer_pings)
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send(data)
+
+    async def recv_until(
+        self, predicate: Callable[[list[RawFrame]], bool], timeout: float = 5.0
+    ) -> list[RawFrame]:
+        """Collect frames until ``predicate(self.frames)``, EOF or ``timeout`` seconds."""
+        with anyio.move_on_after(timeout):
+            while not predicate(self.frames) and not self.eof:
+                try:
+                    chunk = await self.stream.receive(262144)
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    self.eof = True
+                    break
+                frames, self._rest = parse_frames(self._rest + chunk)
+                for f in frames:
+                    if self.answer_pings and f.type == PING and f.flags & SYN:
+                        await self.send(frame(PING, ACK, 0, f.length))
+                self.frames += frames
+        return self.frames
+
+    async def wait_eof(self, timeout: float = 5.0) -> bool:
+        await self.recv_until(lambda _frames: False, timeout)
+        return self.eof
+
+    def go_away_codes(self) -> list[int]:
+        return [f.length for f in self.frames if f.type == GO_AWAY]
+
+    def of(self, ftype: int, flags: int | None = None) -> list[RawFrame]:
+        """Frames of one type (and exact flags, when given)."""
+        return [f for f in self.frames
+                if f.type == ftype and (flags is None or f.flags == flags)]
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
