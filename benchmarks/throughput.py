@@ -169,6 +169,106 @@ async def noise_handshakes(opts: Options) -> float:
     return count / elapsed
 
 
+# -- yamux and the full stack ----------------------------------------------------------
+
+
+async def mux_pair(secure: bool) -> tuple[Any, Any, list[Any]]:
+    """Entered (client, server) MuxedConnections over TCP, or over Noise over TCP."""
+    from plait.muxer import MuxedConnection
+
+    if secure:
+        a, b, listener = await noise_pair()
+    else:
+        a, b, listener = await tcp_pair()
+    client = MuxedConnection(a, is_client=True)
+    server = MuxedConnection(b, is_client=False)
+    await client.__aenter__()
+    await server.__aenter__()
+    return client, server, [client, server, listener]
+
+
+async def close_all(resources: list[Any]) -> None:
+    for resource in resources:
+        await resource.aclose()
+
+
+async def mux_bulk(opts: Options, secure: bool, streams: int, total: int) -> float:
+    """Aggregate MB/s of ``streams`` concurrent streams each sending total/streams bytes."""
+    client, server, resources = await mux_pair(secure)
+    per_stream = total // streams
+    payload = os.urandom(256 * 1024)
+
+    async def serve(stream: Any) -> None:
+        got = 0
+        try:
+            while True:
+                got += len(await stream.receive(RECEIVE_SIZE))
+        except anyio.EndOfStream:
+            pass
+        assert got == per_stream, (got, per_stream)
+        await stream.send(b"k")
+        await stream.aclose()
+
+    async def accept_all() -> None:
+        async with anyio.create_task_group() as tg:
+            for _ in range(streams):
+                tg.start_soon(serve, await server.accept_stream())
+
+    async def send_one() -> None:
+        stream = await client.open_stream()
+        sent = 0
+        while sent < per_stream:
+            n = min(len(payload), per_stream - sent)
+            await stream.send(payload if n == len(payload) else payload[:n])
+            sent += n
+        await stream.send_eof()
+        assert await stream.receive(1) == b"k"
+        await stream.aclose()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(accept_all)
+            start = time.perf_counter()
+            async with anyio.create_task_group() as senders:
+                for _ in range(streams):
+                    senders.start_soon(send_one)
+            elapsed = time.perf_counter() - start
+    finally:
+        await close_all(resources)
+    return per_stream * streams / elapsed / 1e6
+
+
+async def mux_stream_rate(opts: Options, secure: bool) -> float:
+    """Sequential stream open + 1-byte echo + close, per second."""
+    count = 500 if opts.total < 64 * MiB else 3000
+    client, server, resources = await mux_pair(secure)
+
+    async def echo(stream: Any) -> None:
+        data = await stream.receive()
+        await stream.send(data)
+        await stream.aclose()
+
+    try:
+        async with anyio.create_task_group() as tg:
+
+            async def acceptor() -> None:
+                while True:
+                    tg.start_soon(echo, await server.accept_stream())
+
+            tg.start_soon(acceptor)
+            start = time.perf_counter()
+            for _ in range(count):
+                stream = await client.open_stream()
+                await stream.send(b"x")
+                assert await stream.receive() == b"x"
+                await stream.aclose()
+            elapsed = time.perf_counter() - start
+            tg.cancel_scope.cancel()
+    finally:
+        await close_all(resources)
+    return count / elapsed
+
+
 def variants(opts: Options) -> list[Variant]:
     t, s = opts.total, opts.small_total
     return [
@@ -179,6 +279,12 @@ def variants(opts: Options) -> list[Variant]:
         Variant("noise-64k", "MB/s", lambda o: noise_bulk(o, 65536, t), "noise", "64 KiB sends"),
         Variant("noise-1k", "MB/s", lambda o: noise_bulk(o, 1024, s), "noise", "1 KiB sends"),
         Variant("noise-handshake", "/s", noise_handshakes, "noise", "XX over fresh TCP"),
+        Variant("yamux-1x64M", "MB/s", lambda o: mux_bulk(o, False, 1, t), "yamux", "plaintext TCP, 1 stream"),
+        Variant("yamux-16x4M", "MB/s", lambda o: mux_bulk(o, False, 16, t), "yamux", "plaintext TCP, 16 streams"),
+        Variant("yamux-streams", "/s", lambda o: mux_stream_rate(o, False), "yamux", "open+1B echo+close"),
+        Variant("stack-1x64M", "MB/s", lambda o: mux_bulk(o, True, 1, t), "stack", "Yamux/Noise/TCP, 1 stream"),
+        Variant("stack-16x4M", "MB/s", lambda o: mux_bulk(o, True, 16, t), "stack", "Yamux/Noise/TCP, 16 streams"),
+        Variant("stack-streams", "/s", lambda o: mux_stream_rate(o, True), "stack", "open+1B echo+close"),
     ]
 
 
@@ -187,6 +293,10 @@ RATIOS: list[tuple[str, str, str, float | None]] = [
     ("noise-64k / serial-ceiling", "noise-64k", "serial-ceiling", 0.75),
     ("noise-64k / raw-tcp-64k", "noise-64k", "raw-tcp-64k", None),
     ("noise-1k / raw-tcp-1k", "noise-1k", "raw-tcp-1k", None),
+    ("yamux-1x64M / raw-tcp", "yamux-1x64M", "raw-tcp", None),
+    ("stack-1x64M / serial-ceiling", "stack-1x64M", "serial-ceiling", 0.60),
+    ("stack-16x4M / stack-1x64M", "stack-16x4M", "stack-1x64M", 0.90),
+    ("yamux-16x4M / yamux-1x64M", "yamux-16x4M", "yamux-1x64M", None),
 ]
 
 
@@ -278,7 +388,7 @@ def report(selected: list[Variant], results: Results, opts: Options) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--layer", action="append", choices=["ceiling", "noise"], help="layers to run (default: all)")
+    parser.add_argument("--layer", action="append", choices=["ceiling", "noise", "yamux", "stack"], help="layers to run (default: all)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--size", type=int, default=64 * MiB, help="bytes per bulk transfer")
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
@@ -288,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = Options(total=args.size, rounds=args.rounds, backend=args.backend)
     if args.quick:
         opts = Options(total=4 * MiB, small_total=1 * MiB, rounds=1, backend=args.backend)
-    layers = set(args.layer or ["ceiling", "noise"])
+    layers = set(args.layer or ["ceiling", "noise", "yamux", "stack"])
     selected = [v for v in variants(opts) if v.layer in layers or v.layer == "ceiling"]
     tty = sys.stderr.isatty()
 
