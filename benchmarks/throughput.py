@@ -28,12 +28,14 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 MiB = 1024 * 1024
 RECEIVE_SIZE = 262144
@@ -279,12 +281,44 @@ def variants(opts: Options) -> list[Variant]:
         Variant("noise-64k", "MB/s", lambda o: noise_bulk(o, 65536, t), "noise", "64 KiB sends"),
         Variant("noise-1k", "MB/s", lambda o: noise_bulk(o, 1024, s), "noise", "1 KiB sends"),
         Variant("noise-handshake", "/s", noise_handshakes, "noise", "XX over fresh TCP"),
-        Variant("yamux-1x64M", "MB/s", lambda o: mux_bulk(o, False, 1, t), "yamux", "plaintext TCP, 1 stream"),
-        Variant("yamux-16x4M", "MB/s", lambda o: mux_bulk(o, False, 16, t), "yamux", "plaintext TCP, 16 streams"),
-        Variant("yamux-streams", "/s", lambda o: mux_stream_rate(o, False), "yamux", "open+1B echo+close"),
-        Variant("stack-1x64M", "MB/s", lambda o: mux_bulk(o, True, 1, t), "stack", "Yamux/Noise/TCP, 1 stream"),
-        Variant("stack-16x4M", "MB/s", lambda o: mux_bulk(o, True, 16, t), "stack", "Yamux/Noise/TCP, 16 streams"),
-        Variant("stack-streams", "/s", lambda o: mux_stream_rate(o, True), "stack", "open+1B echo+close"),
+        Variant(
+            "yamux-1x64M",
+            "MB/s",
+            lambda o: mux_bulk(o, False, 1, t),
+            "yamux",
+            "plaintext TCP, 1 stream",
+        ),
+        Variant(
+            "yamux-16x4M",
+            "MB/s",
+            lambda o: mux_bulk(o, False, 16, t),
+            "yamux",
+            "plaintext TCP, 16 streams",
+        ),
+        Variant(
+            "yamux-streams",
+            "/s",
+            lambda o: mux_stream_rate(o, False),
+            "yamux",
+            "open+1B echo+close",
+        ),
+        Variant(
+            "stack-1x64M",
+            "MB/s",
+            lambda o: mux_bulk(o, True, 1, t),
+            "stack",
+            "Yamux/Noise/TCP, 1 stream",
+        ),
+        Variant(
+            "stack-16x4M",
+            "MB/s",
+            lambda o: mux_bulk(o, True, 16, t),
+            "stack",
+            "Yamux/Noise/TCP, 16 streams",
+        ),
+        Variant(
+            "stack-streams", "/s", lambda o: mux_stream_rate(o, True), "stack", "open+1B echo+close"
+        ),
     ]
 
 
@@ -306,7 +340,9 @@ def serial_ceiling(round_values: dict[str, float]) -> float | None:
     return None
 
 
-async def run_all(selected: list[Variant], opts: Options, progress: Callable[[str], None]) -> Results:
+async def run_all(
+    selected: list[Variant], opts: Options, progress: Callable[[str], None]
+) -> Results:
     results = Results()
     for round_no in range(opts.rounds):
         order = selected[:]
@@ -365,10 +401,9 @@ def report(selected: list[Variant], results: Results, opts: Options) -> str:
             continue
         samples = results.samples[name]
         unit, note = units[name]
-        lines.append(
-            f"{name:<28}{statistics.median(samples):>12.1f}  [{min(samples):.1f}..{max(samples):.1f}]".ljust(64)
-            + f"  {unit:<5}  {note}"
-        )
+        spread = f"[{min(samples):.1f}..{max(samples):.1f}]"
+        median = statistics.median(samples)
+        lines.append(f"{name:<28}{median:>12.1f}  {spread:<22}  {unit:<5}  {note}")
     if results.ratios:
         lines.append("")
         lines.append(f"{'ratio (same round)':<40}{'median':>8}  {'[min..max]':<16}  target")
@@ -378,7 +413,9 @@ def report(selected: list[Variant], results: Results, opts: Options) -> str:
             r = results.ratios[name]
             verdict = ""
             if target is not None:
-                verdict = f">= {target:.2f} " + ("ok" if statistics.median(r) >= target else "MISSED")
+                verdict = f">= {target:.2f} " + (
+                    "ok" if statistics.median(r) >= target else "MISSED"
+                )
             lines.append(
                 f"{name:<40}{statistics.median(r):>8.3f}  [{min(r):.3f}..{max(r):.3f}]".ljust(68)
                 + f"  {verdict}"
@@ -387,8 +424,15 @@ def report(selected: list[Variant], results: Results, opts: Options) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--layer", action="append", choices=["ceiling", "noise", "yamux", "stack"], help="layers to run (default: all)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--layer",
+        action="append",
+        choices=["ceiling", "noise", "yamux", "stack"],
+        help="layers to run (default: all)",
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--size", type=int, default=64 * MiB, help="bytes per bulk transfer")
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
