@@ -224,7 +224,8 @@ async function clientStream (muxer, size, reset, resetAfter) {
       if (r.reason?.name === 'StreamResetError' || stream.status === 'reset') {
         return 'remote-reset'
       }
-      process.stderr.write(`stream ${stream.streamId}: ${r.reason}\n`)
+      // pEvent rejects with the 'close' event itself: show its error
+      process.stderr.write(`stream ${stream.streamId}: ${r.reason?.error ?? r.reason?.type ?? r.reason}\n`)
       return 'failed'
     }
   }
