@@ -3,8 +3,11 @@
 Sans-IO cores: :class:`ClientSessionState` and :class:`ServerSessionState` (one session per
 substream: handshake, requests, replies, interrupts, pings), :class:`FrameDecoder` (u32-BE
 framing), :class:`SessionLimits` (server admission) and :class:`PoolState` (client pool
-bookkeeping). Wire constants live in :mod:`plait.rpc.status`, errors in
-:mod:`plait.rpc.errors`, events in :mod:`plait.rpc.events`, limits in :mod:`plait.rpc.config`.
+bookkeeping). anyio adapters: :class:`RpcClient` and :class:`RpcServer` run sessions over
+any negotiated byte stream; :class:`Service` and :func:`rpc` declare services and their typed
+clients; the built-in Greeting service is in :mod:`plait.rpc.greeting`. Wire constants live
+in :mod:`plait.rpc.status`, errors in :mod:`plait.rpc.errors`, events in
+:mod:`plait.rpc.events`, limits in :mod:`plait.rpc.config`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from ._session import ClientSessionPhase as ClientSessionPhase
 from ._session import ClientSessionState as ClientSessionState
 from ._session import ServerSessionPhase as ServerSessionPhase
 from ._session import ServerSessionState as ServerSessionState
+from .client import ResponseStream as ResponseStream
+from .client import RpcClient as RpcClient
 from .config import RPC_MAX_FRAME_SIZE as RPC_MAX_FRAME_SIZE
 from .config import PoolConfig as PoolConfig
 from .config import RpcClientConfig as RpcClientConfig
@@ -36,6 +41,7 @@ from .errors import RequestTooLargeError as RequestTooLargeError
 from .errors import RpcDeadlineExceeded as RpcDeadlineExceeded
 from .errors import RpcError as RpcError
 from .errors import RpcHandshakeRejected as RpcHandshakeRejected
+from .errors import RpcHandshakeTimeoutError as RpcHandshakeTimeoutError
 from .errors import RpcProtocolViolation as RpcProtocolViolation
 from .errors import RpcStateError as RpcStateError
 from .errors import RpcStatusError as RpcStatusError
@@ -53,6 +59,12 @@ from .events import ServerEvent as ServerEvent
 from .events import SessionAccepted as SessionAccepted
 from .events import SessionEnded as SessionEnded
 from .events import SessionRejected as SessionRejected
+from .server import RpcServer as RpcServer
+from .service import MethodInfo as MethodInfo
+from .service import RequestContext as RequestContext
+from .service import Service as Service
+from .service import ServiceClient as ServiceClient
+from .service import rpc as rpc
 from .status import RejectReason as RejectReason
 from .status import RpcFlags as RpcFlags
 from .status import RpcStatus as RpcStatus
@@ -69,6 +81,7 @@ __all__ = (
     "HandshakeTimedOut",
     "InterruptReceived",
     "LeaseSession",
+    "MethodInfo",
     "OpenSession",
     "PingReceived",
     "PongReceived",
@@ -79,17 +92,22 @@ __all__ = (
     "RPC_MAX_FRAME_SIZE",
     "Refused",
     "RejectReason",
+    "RequestContext",
     "RequestReceived",
     "RequestTooLargeError",
     "ResponseReceived",
+    "ResponseStream",
     "ResponseTimedOut",
+    "RpcClient",
     "RpcClientConfig",
     "RpcDeadlineExceeded",
     "RpcError",
     "RpcEvent",
     "RpcFlags",
     "RpcHandshakeRejected",
+    "RpcHandshakeTimeoutError",
     "RpcProtocolViolation",
+    "RpcServer",
     "RpcServerConfig",
     "RpcStateError",
     "RpcStatus",
@@ -97,6 +115,8 @@ __all__ = (
     "ServerEvent",
     "ServerSessionPhase",
     "ServerSessionState",
+    "Service",
+    "ServiceClient",
     "SessionAccepted",
     "SessionClosedError",
     "SessionEnded",
@@ -107,4 +127,5 @@ __all__ = (
     "WaitForRelease",
     "frame_header",
     "max_response_payload_size",
+    "rpc",
 )

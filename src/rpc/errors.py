@@ -16,6 +16,7 @@ __all__ = (
     "RpcDeadlineExceeded",
     "RpcError",
     "RpcHandshakeRejected",
+    "RpcHandshakeTimeoutError",
     "RpcProtocolViolation",
     "RpcStateError",
     "RpcStatusError",
@@ -74,6 +75,10 @@ class RpcDeadlineExceeded(RpcStatusError, TimeoutError):
 
     def __init__(self, details: str = "Response timed out") -> None:
         super().__init__(StatusCode.TIMEOUT, details)
+
+
+class RpcHandshakeTimeoutError(RpcError, TimeoutError):
+    """The session handshake did not complete within its timeout (client or server side)."""
 
 
 class SessionClosedError(RpcError):

@@ -1,0 +1,327 @@
+"""anyio adapter: serving RPC sessions on already-negotiated byte streams (wire.md §3.3, §3.11).
+
+:class:`RpcServer` holds the services (routed by exact protocol id), the admission limits
+(:class:`~plait.rpc.SessionLimits`) and a semaphore bounding concurrent handshakes. The node
+calls :meth:`RpcServer.serve_session` in a task of its own for every inbound substream
+negotiated for one of :attr:`RpcServer.protocols`; it returns when the session is over.
+
+Per session, in order: admission (global cap → route → per-peer cap; a refusal is sent
+before reading anything, then the stream is closed); the handshake under
+``handshake_timeout`` and the semaphore; then a reader loop that feeds the core and, beside
+it, one handler task per request. The slot is held in a ``with`` block around all of it, so
+it is released on every path, cancellation included (tari bug 1). Each handshake runs in the
+caller's own task, so a silent client delays nobody else (tari bug 2).
+
+The reader keeps reading while a handler runs: a FIN interrupt cancels the handler (its
+``finally`` blocks run, an async generator is closed), the client's end of stream or a broken
+stream cancels it and ends the session. Writes are serialised by a lock and shielded from
+cancellation, so an interrupt that arrives while a write is blocked finishes that frame,
+stops the stream and keeps the session (tari bug 3). The service call runs under its
+deadline (clamped to ``max_deadline``) and then each stream item under a fresh one; on
+expiry nothing is sent. Exceptions other than :class:`~plait.rpc.RpcStatusError` become
+``GENERAL`` with a fixed text and are logged once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from google.protobuf.message import DecodeError
+
+from ._limits import Refused, SessionLimits
+from ._session import ServerSessionState
+from .config import RpcServerConfig
+from .errors import RpcHandshakeTimeoutError, RpcProtocolViolation, RpcStatusError
+from .events import (
+    InterruptReceived,
+    RequestReceived,
+    SessionAccepted,
+    SessionEnded,
+    SessionRejected,
+)
+from .service import RequestContext
+from .status import RpcStatus
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from anyio.abc import ByteStream, TaskGroup
+
+    from .service import Service
+
+__all__ = ("INTERNAL_ERROR_DETAILS", "RpcServer")
+
+logger = logging.getLogger(__name__)
+
+INTERNAL_ERROR_DETAILS = "Internal server error"  # sent for unexpected handler exceptions
+_RECEIVE_SIZE = 65536
+
+
+class RpcServer:
+    """Routes RPC sessions to services and enforces the session limits.
+
+    :param config: caps, timeouts and limits shared by every service of this server.
+    """
+
+    def __init__(self, config: RpcServerConfig | None = None) -> None:
+        self._config = config or RpcServerConfig()
+        self._routes: dict[bytes, Service] = {}
+        self._limits = SessionLimits.from_config(self._config)
+        self._handshakes = anyio.Semaphore(self._config.max_concurrent_handshakes)
+
+    def __repr__(self) -> str:
+        return f"<RpcServer protocols={list(self._routes)} {self._limits!r}>"
+
+    @property
+    def config(self) -> RpcServerConfig:
+        return self._config
+
+    @property
+    def protocols(self) -> tuple[bytes, ...]:
+        """The protocol ids with a service, in registration order."""
+        return tuple(self._routes)
+
+    def add_service(self, service: Service) -> None:
+        """Serve ``service`` on its protocol id.
+
+        :raises ValueError: the protocol id is empty or already taken.
+        """
+        protocol = service.protocol
+        if not protocol:
+            raise ValueError(f"{type(service).__qualname__} has no protocol id")
+        if protocol in self._routes:
+            raise ValueError(f"a service is already registered for {protocol!r}")
+        self._routes[protocol] = service
+
+    @property
+    def num_active_sessions(self) -> int:
+        """Sessions holding a slot now (handshakes included)."""
+        return self._limits.active_sessions
+
+    def num_active_sessions_for(self, peer_key: bytes) -> int:
+        """Sessions holding a slot now for one peer."""
+        return self._limits.active_sessions_for(peer_key)
+
+    async def serve_session(self, stream: ByteStream, peer_key: bytes, protocol: bytes) -> None:
+        """Run one RPC session on ``stream`` until it ends, then close the stream.
+
+        :param stream: an inbound substream already negotiated for ``protocol``.
+        :param peer_key: the authenticated public key of the peer (the per-peer cap's key).
+        :param protocol: the negotiated protocol id.
+        :raises RpcProtocolViolation: the client broke the protocol (after cleanup), so the
+            caller can count it against the peer.
+        """
+        service = self._routes.get(protocol)
+        decision = self._limits.admit(peer_key, has_route=service is not None)
+        core = ServerSessionState(self._config)
+        if isinstance(decision, Refused):
+            logger.info(
+                "RPC session %r from %s refused: %s",
+                protocol,
+                peer_key.hex()[:16],
+                decision.reason.name,
+            )
+            core.reject(decision.reason)
+            await _send_and_close(stream, core.data_to_send())
+            return
+        assert service is not None
+        session = _ServerSession(stream, core, service, peer_key, protocol)
+        with decision.slot:
+            try:
+                if await session.handshake(self._handshakes):
+                    await session.run()
+            except RpcProtocolViolation as exc:
+                logger.info("RPC session %r from %s: %s", protocol, peer_key.hex()[:16], exc)
+                raise
+            except RpcHandshakeTimeoutError:
+                logger.info(
+                    "RPC session %r from %s: handshake timed out", protocol, peer_key.hex()[:16]
+                )
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()
+
+
+async def _send_and_close(stream: ByteStream, data: bytes) -> None:
+    """Best-effort final frame, then close; a peer that already left is not an error."""
+    try:
+        if data:
+            await stream.send(data)
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+        pass
+    finally:
+        with anyio.CancelScope(shield=True):
+            await stream.aclose()
+
+
+class _ServerSession:
+    """The I/O of one accepted session."""
+
+    def __init__(
+        self,
+        stream: ByteStream,
+        core: ServerSessionState,
+        service: Service,
+        peer_key: bytes,
+        protocol: bytes,
+    ) -> None:
+        self._stream = stream
+        self._core = core
+        self._service = service
+        self._peer_key = peer_key
+        self._protocol = protocol
+        self._send_lock = anyio.Lock()
+        self._handler_scope: anyio.CancelScope | None = None
+
+    async def handshake(self, semaphore: anyio.Semaphore) -> bool:
+        """Read the client's ``RpcSession`` and answer; ``True`` when accepted."""
+        config = self._core.config
+        try:
+            with anyio.fail_after(config.handshake_timeout):
+                async with semaphore:
+                    while True:
+                        events = self._core.receive_data(await self._receive())
+                        await self._flush()
+                        for event in events:
+                            if isinstance(event, SessionAccepted):
+                                return True
+                            if isinstance(event, SessionRejected | SessionEnded):
+                                return False
+        except TimeoutError as exc:
+            raise RpcHandshakeTimeoutError("no RPC handshake from the client in time") from exc
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return False
+
+    async def run(self) -> None:
+        violation: RpcProtocolViolation | None = None
+        async with anyio.create_task_group() as task_group:
+            try:
+                await self._read_loop(task_group)
+            except RpcProtocolViolation as exc:
+                violation = exc
+            finally:
+                task_group.cancel_scope.cancel()
+        if violation is not None:
+            raise violation
+
+    async def _read_loop(self, task_group: TaskGroup) -> None:
+        while True:
+            try:
+                data = await self._receive()
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return
+            for event in self._core.receive_data(data):
+                if isinstance(event, RequestReceived):
+                    task_group.start_soon(self._handle, event, task_group)
+                elif isinstance(event, InterruptReceived):
+                    if self._handler_scope is not None:
+                        self._handler_scope.cancel()
+                elif isinstance(event, SessionEnded):
+                    return
+            try:
+                await self._flush()  # pongs and BAD_REQUEST replies
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return
+
+    async def _receive(self) -> bytes:
+        try:
+            return await self._stream.receive(_RECEIVE_SIZE)
+        except anyio.EndOfStream:
+            return b""
+
+    async def _flush(self) -> None:
+        async with self._send_lock:
+            data = self._core.data_to_send()
+            if data:
+                with anyio.CancelScope(shield=True):
+                    await self._stream.send(data)
+
+    async def _handle(self, request: RequestReceived, task_group: TaskGroup) -> None:
+        with anyio.CancelScope() as scope:
+            self._handler_scope = scope
+            try:
+                await self._dispatch(request)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                task_group.cancel_scope.cancel()  # the stream is gone: end the session
+            finally:
+                if self._handler_scope is scope:
+                    self._handler_scope = None
+        if scope.cancelled_caught:
+            logger.debug("RPC request %d interrupted", request.request_id)
+
+    async def _dispatch(self, request: RequestReceived) -> None:
+        core, request_id = self._core, request.request_id
+        found = self._service.method(request.method)
+        if found is None:
+            core.send_error(
+                request_id,
+                RpcStatus.unsupported_method(
+                    f"Method identifier `{request.method}` is not recognised or supported"
+                ),
+            )
+            await self._flush()
+            return
+        info, implementation = found
+        try:
+            message = info.request_type.FromString(request.payload)
+        except DecodeError:
+            core.send_error(request_id, RpcStatus.bad_request("Failed to decode request"))
+            await self._flush()
+            return
+        ctx = RequestContext(
+            request_id=request_id,
+            method=request.method,
+            peer_key=self._peer_key,
+            protocol=self._protocol,
+            deadline=request.deadline,
+        )
+        try:
+            if info.streaming:
+                await self._stream_items(request, implementation(message, ctx))
+            else:
+                with anyio.move_on_after(request.deadline) as deadline:
+                    reply = await implementation(message, ctx)
+                if deadline.cancelled_caught:
+                    self._abandon(request)
+                    return
+                core.send_response(request_id, reply.SerializeToString())
+        except RpcStatusError as exc:
+            core.send_error(request_id, exc.status)
+        except Exception:
+            logger.exception(
+                "RPC method %d of %r failed", request.method, type(self._service).__qualname__
+            )
+            core.send_error(request_id, RpcStatus.general(INTERNAL_ERROR_DETAILS))
+        await self._flush()
+
+    async def _stream_items(self, request: RequestReceived, items: AsyncIterator[Any]) -> None:
+        core, request_id = self._core, request.request_id
+        try:
+            while True:
+                with anyio.move_on_after(request.deadline) as deadline:
+                    try:
+                        item = await items.__anext__()
+                    except StopAsyncIteration:
+                        core.end_stream(request_id)
+                        return
+                if deadline.cancelled_caught:
+                    self._abandon(request)
+                    return
+                if not core.send_item(request_id, item.SerializeToString()):
+                    return  # interrupted, or the item was too big (MALFORMED_RESPONSE)
+                await self._flush()
+        finally:
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
+
+    def _abandon(self, request: RequestReceived) -> None:
+        logger.info(
+            "RPC method %d exceeded its deadline of %ss; nothing sent",
+            request.method,
+            request.deadline,
+        )
+        self._core.abandon_request(request.request_id)
