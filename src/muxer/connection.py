@@ -3,11 +3,13 @@
 Theory of operation (yamux.md §1, §2, §7; wire.md §1.5; hardening.md §3.4; style.md §4):
 
 **Input.** :meth:`YamuxConnection.receive_data` parses every complete frame of its input
-in place (``HEADER.unpack_from`` on the caller's ``bytes``; a DATA body becomes one
-``bytes`` slice, the only copy a payload byte takes here). A frame split across calls is
-kept in one small ``bytearray`` (at most one frame, a DATA body is capped at
-``max_frame_body`` and checked against the stream window as soon as its header is
-complete, before the body is buffered). ``b""`` means the transport reached EOF.
+in place (``HEADER.unpack_from`` on a ``memoryview`` of the caller's ``bytes``); a DATA
+body is delivered as a zero-copy ``memoryview`` slice, so the only copy a received payload
+byte takes is when the application reads it. A header split across calls is kept in a
+small ``bytearray``; a DATA body split across calls is kept as a list of views and joined
+once when complete. A body is capped at ``max_frame_body`` and checked against the
+stream window as soon as its header is complete, before any of it is held. ``b""`` means
+the transport reached EOF.
 
 **Output.** Two lanes, drained by :meth:`data_to_send`:
 
@@ -101,6 +103,7 @@ _pack = HEADER.pack
 _unpack_from = HEADER.unpack_from
 _OPEN = HalfState.OPEN
 _DISCARDING = HalfState.DISCARDING
+_ESTABLISHED = StreamPhase.ESTABLISHED
 
 
 class Role(enum.Enum):
@@ -138,7 +141,11 @@ class YamuxConnection:
         self._control = bytearray()
         self._data_lane: deque[tuple[int, bytes, memoryview | None]] = deque()
         self._data_lane_size = 0
-        self._pending = bytearray()
+        self._partial_header = bytearray()
+        self._partial_frame: tuple[int, int, int] | None = None
+        self._partial_parts: list[memoryview] = []
+        self._partial_have = 0
+        self._parked: list[memoryview] = []
         self._paused = False
         self._queued_pongs = 0
         self._now: float | None = None
@@ -225,7 +232,8 @@ class YamuxConnection:
     @property
     def buffered_input_size(self) -> int:
         """Bytes of input held back (a partial frame, or input parked while paused)."""
-        return len(self._pending)
+        return (len(self._partial_header) + self._partial_have
+                + sum(len(view) for view in self._parked))
 
     def stream_state(self, stream_id: int) -> StreamState | None:
         """The live state of a stream (read-only use), or ``None`` once released."""
@@ -509,6 +517,9 @@ class YamuxConnection:
     def receive_data(self, data: Buffer, *, now: float | None = None) -> list[MuxerEvent]:
         """Feed bytes from the transport; ``b""`` means EOF.
 
+        DATA bodies in the events are zero-copy ``memoryview`` slices of ``data`` (which is
+        therefore kept alive while they are); a body split across calls is joined once.
+
         :param now: the current time; used for RTT samples, auto-tuning and the RST bucket.
         :return: the events the input produced, in order.
         :raises MuxerProtocolViolation: the peer broke the protocol; GO_AWAY is queued and
@@ -526,19 +537,10 @@ class YamuxConnection:
             self._on_eof(events)
             return events
         if self._paused:
-            self._pending += data
+            self._parked.append(memoryview(data))
             return events
         try:
-            if self._pending:
-                offset = self._complete_pending(data, events)
-                if offset < 0 or self.is_closed:
-                    return events
-                if self.is_reading_paused:
-                    self._pending += data[offset:]
-                    return events
-            else:
-                offset = 0
-            self._parse(data, offset, events)
+            self._feed(memoryview(data), events)
         except MuxerProtocolViolation as exc:
             self._violation(exc)
             raise
@@ -552,40 +554,84 @@ class YamuxConnection:
         if not self._paused or self._state is not ConnectionState.OPEN:
             return []
         self._paused = False
-        data = bytes(self._pending)
-        self._pending.clear()
+        parked = self._parked
+        self._parked = []
         events: list[MuxerEvent] = []
         try:
-            self._parse(data, 0, events)
+            for index, view in enumerate(parked):
+                if self.is_reading_paused:
+                    self._parked.extend(parked[index:])
+                    break
+                self._feed(view, events)
+                if self.is_closed:
+                    break
         except MuxerProtocolViolation as exc:
             self._violation(exc)
             raise
         return events
 
-    def _complete_pending(self, data: bytes, events: list[MuxerEvent]) -> int:
-        """Finish the partial frame in ``_pending`` from ``data``; return the offset of the
-        first unused byte of ``data``, or -1 when ``data`` was used up."""
-        pending = self._pending
+    def _feed(self, view: memoryview, events: list[MuxerEvent]) -> None:
+        """Finish a frame left incomplete by earlier input, then parse the rest."""
         offset = 0
-        if len(pending) < HEADER_SIZE:
-            offset = HEADER_SIZE - len(pending)
-            pending += data[:offset]
-            if len(pending) < HEADER_SIZE:
-                return -1
-            self._check_header(pending)
-        _, ftype, _, _, length = _unpack_from(pending, 0)
-        need = HEADER_SIZE + length - len(pending) if ftype == _DATA else 0
-        if need > 0:
-            pending += data[offset:offset + need]
-            if len(pending) < HEADER_SIZE + length:
-                return -1
-            offset += need
-        frame = bytes(pending)
-        pending.clear()
-        self._parse(frame, 0, events)
-        return offset if offset < len(data) else -1
+        partial = self._partial_frame
+        if partial is not None:
+            flags, stream_id, length = partial
+            need = length - self._partial_have
+            if len(view) < need:
+                self._partial_parts.append(view)
+                self._partial_have += len(view)
+                return
+            parts = self._partial_parts
+            parts.append(view[:need])
+            body = b"".join(parts)
+            self._partial_frame = None
+            self._partial_parts = []
+            self._partial_have = 0
+            offset = need
+            self._on_data(flags, stream_id, body, events)
+        elif self._partial_header:
+            header = self._partial_header
+            offset = HEADER_SIZE - len(header)
+            header += view[:offset]
+            if len(header) < HEADER_SIZE:
+                return
+            offset = self._straddled_header(bytes(header), view, offset, events)
+            header.clear()
+            if offset < 0:
+                return
+        if self._state is ConnectionState.OPEN:
+            self._parse(view, offset, events)
 
-    def _check_header(self, buf: bytearray) -> None:
+    def _straddled_header(
+        self, header: bytes, view: memoryview, offset: int, events: list[MuxerEvent]
+    ) -> int:
+        """Handle a frame whose header was split across inputs; return where parsing of
+        ``view`` continues, or -1 when it must stop (body incomplete, paused, closed)."""
+        ftype: int
+        flags: int
+        stream_id: int
+        length: int
+        _, ftype, flags, stream_id, length = _unpack_from(header, 0)
+        if ftype != _DATA:
+            self._parse(memoryview(header), 0, events)
+            if self._state is not ConnectionState.OPEN:
+                return -1
+            if self._paused:
+                if offset < len(view):
+                    self._parked.append(view[offset:])
+                return -1
+            return offset
+        self._check_header(header)
+        available = len(view) - offset
+        if available < length:
+            self._partial_frame = (flags, stream_id, length)
+            self._partial_parts = [view[offset:]] if available else []
+            self._partial_have = available
+            return -1
+        self._on_data(flags, stream_id, view[offset:offset + length], events)
+        return offset + length
+
+    def _check_header(self, buf: bytes) -> None:
         """Validate a header whose frame is incomplete (so the body is not yet buffered)."""
         version, ftype, flags, stream_id, length = _unpack_from(buf, 0)
         if version != 0:
@@ -611,12 +657,14 @@ class YamuxConnection:
             raise FlowControlViolation(
                 f"DATA on stream {stream_id} exceeds its receive window", seen=length)
 
-    def _parse(self, data: bytes, offset: int, events: list[MuxerEvent]) -> None:
-        """Handle every complete frame of ``data`` from ``offset``; park the rest."""
-        end = len(data)
+    def _parse(self, view: memoryview, offset: int, events: list[MuxerEvent]) -> None:
+        """Handle every complete frame of ``view`` from ``offset``; keep an incomplete one."""
+        end = len(view)
         max_body = self.config.max_frame_body
+        streams = self._streams
+        append = events.append
         while end - offset >= HEADER_SIZE:
-            version, ftype, flags, stream_id, length = _unpack_from(data, offset)
+            version, ftype, flags, stream_id, length = _unpack_from(view, offset)
             if version != 0:
                 raise MuxerProtocolViolation("unsupported yamux version", seen=version)
             if ftype == _DATA:
@@ -626,9 +674,27 @@ class YamuxConnection:
                 stop = start + length
                 if stop > end:
                     self._check_data_length(flags, stream_id, length)
-                    break
+                    self._partial_frame = (flags, stream_id, length)
+                    self._partial_parts = [view[start:]] if start < end else []
+                    self._partial_have = end - start
+                    return
                 offset = stop
-                self._on_data(flags, stream_id, data[start:stop], events)
+                stream = streams.get(stream_id)
+                if (
+                    not flags and length and stream is not None
+                    and stream.read_state is _OPEN and stream.phase is _ESTABLISHED
+                ):
+                    # fast path: plain DATA on an established, readable stream
+                    recv = stream.recv
+                    if length > recv.available:
+                        raise FlowControlViolation(
+                            f"DATA on stream {stream_id} exceeds its receive window",
+                            seen=length)
+                    recv.available -= length
+                    recv.buffered += length
+                    append(StreamDataReceived(stream_id=stream_id, data=view[start:stop]))
+                else:
+                    self._on_data(flags, stream_id, view[start:stop], events)
             elif ftype == _WINDOW_UPDATE:
                 offset += HEADER_SIZE
                 self._on_window_update(flags, stream_id, length, events)
@@ -637,7 +703,8 @@ class YamuxConnection:
                 self._on_ping(flags, stream_id, length, events)
                 if self._queued_pongs >= self.config.max_queued_pongs:
                     self._paused = True
-                    self._pending += data[offset:]
+                    if offset < end:
+                        self._parked.append(view[offset:])
                     return
             elif ftype == _GO_AWAY:
                 offset += HEADER_SIZE
@@ -646,11 +713,13 @@ class YamuxConnection:
             else:
                 raise MuxerProtocolViolation("unknown frame type", seen=ftype)
         if offset < end:
-            self._pending += data[offset:]
+            self._partial_header += view[offset:]
 
     # ------------------------------------------------------------------ frame handlers
 
-    def _on_data(self, flags: int, stream_id: int, body: bytes, events: list[MuxerEvent]) -> None:
+    def _on_data(
+        self, flags: int, stream_id: int, body: bytes | memoryview, events: list[MuxerEvent]
+    ) -> None:
         if flags & _SYN:
             stream = self._on_syn(flags, stream_id, events)
             if stream is None:
@@ -798,9 +867,9 @@ class YamuxConnection:
 
     def _on_eof(self, events: list[MuxerEvent]) -> None:
         error = None
-        if self._pending:
+        if self._partial_header or self._partial_frame is not None:
             error = MuxerProtocolViolation("connection ended inside a frame",
-                                           seen=len(self._pending))
+                                           seen=self.buffered_input_size)
         self._data_lane.clear()
         self._data_lane_size = 0
         self._control.clear()
@@ -901,7 +970,6 @@ class YamuxConnection:
         self._data_lane.clear()
         self._data_lane_size = 0
         self._control[:0] = _pack(0, _GO_AWAY, 0, 0, exc.error_code)
-        self._pending.clear()
         self._finish(exc.error_code)
 
     def _finish(self, code: int) -> None:
@@ -912,7 +980,11 @@ class YamuxConnection:
             self._release(stream)
         self._pings.clear()
         self._paused = False
-        self._pending.clear()
+        self._partial_header.clear()
+        self._partial_frame = None
+        self._partial_parts = []
+        self._partial_have = 0
+        self._parked = []
         self._next_keepalive = None
 
     def __repr__(self) -> str:

@@ -48,8 +48,9 @@ class StreamDataReceived(MuxerEvent):
 
     stream_id: int
     """The stream the bytes belong to."""
-    data: bytes
-    """The body, never empty."""
+    data: bytes | memoryview
+    """The body, never empty: usually a read-only ``memoryview`` slice of the input given
+    to ``receive_data`` (zero-copy); use ``bytes(data)`` to keep an independent copy."""
 
 
 @final

@@ -63,7 +63,7 @@ class MuxedStream(ByteStream):
         self._core = connection._core
         self.stream_id = stream_id
         self.is_outbound = outbound
-        self._chunks: deque[bytes] = deque()
+        self._chunks: deque[bytes | memoryview] = deque()
         self._buffered = 0
         # read: OPEN, CLOSED (peer FIN), RESET (peer RST), DISCARDING (closed locally)
         self._read_state = HalfState.OPEN
@@ -76,7 +76,7 @@ class MuxedStream(ByteStream):
 
     # ------------------------------------------------------------------ called by the reader
 
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: bytes | memoryview) -> None:
         if self._read_state is _OPEN:
             self._chunks.append(data)
             self._buffered += len(data)
@@ -141,12 +141,14 @@ class MuxedStream(ByteStream):
                 if chunks:
                     first = chunks[0]
                     size = len(first)
+                    # chunks are mostly memoryviews into the reader's input: this is the
+                    # one copy a received byte takes (bytes() of a bytes object is free)
                     if size >= max_bytes:
                         if size == max_bytes:
                             chunks.popleft()
-                            out = first
+                            out = bytes(first)
                         else:
-                            out = first[:max_bytes]
+                            out = bytes(first[:max_bytes])
                             chunks[0] = first[max_bytes:]
                     else:
                         chunks.popleft()
@@ -155,7 +157,7 @@ class MuxedStream(ByteStream):
                             nxt = chunks.popleft()
                             parts.append(nxt)
                             size += len(nxt)
-                        out = first if len(parts) == 1 else b"".join(parts)
+                        out = bytes(first) if len(parts) == 1 else b"".join(parts)
                     n = len(out)
                     self._buffered -= n
                     core = self._core
