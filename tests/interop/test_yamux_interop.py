@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -233,7 +234,7 @@ async def run_against_plait_server(
 async def test_echo_plait_dials(peer_server: PeerServer, streams: int) -> None:
     """plait opens N concurrent streams to the peer's echo server, 4 MiB each, byte-exact."""
     outcomes: dict[int, EchoOutcome] = {}
-    with anyio.fail_after(90):
+    with anyio.fail_after(30):
         async with plait_dial(peer_server.port) as (conn, _):
 
             async def one(i: int) -> None:
@@ -429,55 +430,56 @@ async def test_many_streams_against_peer_limit(
     else:
         options = PeerOptions(stream_limit=LIMIT)
     server = start_peer_server(options)
-    ok: list[int] = []
+    phase: dict[int, str] = {}
     refused: list[BaseException] = []
     other: list[BaseException] = []
-    all_open = anyio.Event()
-    settled = 0
+    all_tried = anyio.Event()
 
-    with anyio.fail_after(60):
-        async with plait_dial(server.port) as (conn, local_port):
+    def tried(i: int, outcome: str) -> None:
+        phase[i] = outcome
+        if sum(p in ("admitted", "refused", "error") for p in phase.values()) == OPENED:
+            all_tried.set()
 
-            async def one(i: int) -> None:
-                nonlocal settled
-                data = bytes(payload_view(i, 1 * KiB))
-                stream = await conn.open_stream()
-                try:
-                    # Keep every admitted stream open until all 300 were tried, so the
-                    # peer's limit counts them all at once.
-                    await stream.send(data)
-                    got = await stream.receive()
-                    settled += 1
-                    if settled == OPENED:
-                        all_open.set()
-                    await all_open.wait()
-                    await stream.send_eof()
-                    while len(got) < len(data):
-                        got += await stream.receive()
-                    with pytest.raises(anyio.EndOfStream):
-                        await stream.receive()
-                    assert got == data
-                    ok.append(i)
-                except RESET_ERRORS as exc:
-                    refused.append(exc)
-                    settled += 1
-                    if settled == OPENED:
-                        all_open.set()
-                except Exception as exc:
-                    other.append(exc)
-                    settled += 1
-                    if settled == OPENED:
-                        all_open.set()
-                finally:
-                    await stream.aclose()
+    async with plait_dial(server.port) as (conn, local_port):
 
+        async def one(i: int) -> None:
+            data = bytes(payload_view(i, 1 * KiB))
+            phase[i] = "opening"
+            stream = await conn.open_stream()
+            try:
+                phase[i] = "first echo"
+                await stream.send(data)
+                got = await stream.receive()
+                # Keep every admitted stream open until all 300 were tried, so the
+                # peer's limit counts them all at once.
+                tried(i, "admitted")
+                await all_tried.wait()
+                await stream.send_eof()
+                while len(got) < len(data):
+                    got += await stream.receive()
+                with pytest.raises(anyio.EndOfStream):
+                    await stream.receive()
+                phase[i] = "ok" if got == data else "echo mismatch"
+            except RESET_ERRORS as exc:
+                refused.append(exc)
+                tried(i, "refused")
+            except Exception as exc:
+                other.append(exc)
+                tried(i, "error")
+            finally:
+                await stream.aclose()
+
+        with anyio.move_on_after(20) as scope:
             async with anyio.create_task_group() as tg:
                 for i in range(OPENED):
                     tg.start_soon(one, i)
-            assert not other, other[:3]
-            assert len(ok) == LIMIT and len(refused) == OPENED - LIMIT, (
-                len(ok), len(refused), server.describe())
-            assert all(isinstance(e, StreamResetError) for e in refused), refused[:3]
+        counts = Counter(phase.values())
+        assert not scope.cancelled_caught, f"stuck after 20 s: {dict(counts)}"
+        assert not other, other[:3]
+        assert counts["ok"] == LIMIT and counts["refused"] == OPENED - LIMIT, (
+            dict(counts), server.describe())
+        assert all(isinstance(e, StreamResetError) for e in refused), refused[:3]
+        with anyio.fail_after(10):
             await check_new_stream_echoes(conn)
-            assert not server.events("closed", local_port), server.describe()
+        assert not server.events("closed", local_port), server.describe()
     server.assert_alive()
