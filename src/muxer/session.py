@@ -132,6 +132,11 @@ class MuxedConnection(AsyncResource):
     async def aclose(self) -> None:
         """Send GO_AWAY(0) after the queued data, flush (at most ``close_timeout`` seconds),
         close the transport. Every stream then raises ``ClosedResourceError``. Idempotent."""
+        if self._task_group is None:  # never entered: just release the transport
+            self._closed_locally = True
+            self._error = anyio.ClosedResourceError("the connection was closed locally")
+            await self.transport_stream.aclose()
+            return
         if self._error is None:
             self._closed_locally = True
             self._core.close()

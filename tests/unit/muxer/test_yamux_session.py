@@ -309,3 +309,42 @@ async def test_excess_inbound_streams_reset_and_connection_lives() -> None:
         first = await server.accept_stream()
         await streams[0].send(b"ok")
         assert await first.receive() == b"ok"
+
+
+async def test_over_noise_stream_echo() -> None:
+    from plait.noise import NoiseStream
+
+    client_sock, server_sock = await tcp_sockets()
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            results: dict[str, NoiseStream] = {}
+
+            async def responder() -> None:
+                results["server"] = await NoiseStream.wrap(server_sock, initiator=False)
+
+            tg.start_soon(responder)
+            client_noise = await NoiseStream.wrap(client_sock, initiator=True)
+        async with MuxedConnection(client_noise, is_client=True, config=FAST) as client, \
+                MuxedConnection(results["server"], is_client=False, config=FAST) as server, \
+                anyio.create_task_group() as tg:
+            tg.start_soon(echo_server, server, 4)
+
+            async def one(i: int) -> None:
+                stream = await client.open_stream()
+                payload = bytes([i]) * (300 * 1024 + i)
+                await stream.send(payload)
+                await stream.send_eof()
+                assert await read_all(stream) == payload
+
+            async with anyio.create_task_group() as clients:
+                for i in range(4):
+                    clients.start_soon(one, i)
+
+
+async def test_aclose_without_entering_closes_transport() -> None:
+    client_sock, server_sock = await tcp_sockets()
+    mux = MuxedConnection(client_sock, is_client=True)
+    await mux.aclose()
+    with pytest.raises(anyio.ClosedResourceError):
+        await client_sock.send(b"x")
+    await server_sock.aclose()
