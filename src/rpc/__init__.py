@@ -59,6 +59,7 @@ from .events import ServerEvent as ServerEvent
 from .events import SessionAccepted as SessionAccepted
 from .events import SessionEnded as SessionEnded
 from .events import SessionRejected as SessionRejected
+from .pool import RpcClientPool as RpcClientPool
 from .server import RpcServer as RpcServer
 from .service import MethodInfo as MethodInfo
 from .service import RequestContext as RequestContext
@@ -100,6 +101,7 @@ __all__ = (
     "ResponseTimedOut",
     "RpcClient",
     "RpcClientConfig",
+    "RpcClientPool",
     "RpcDeadlineExceeded",
     "RpcError",
     "RpcEvent",

@@ -1,0 +1,166 @@
+"""anyio adapter: a bounded pool of client sessions to one peer (wire.md §3.13).
+
+:class:`RpcClientPool` applies the decisions of :class:`~plait.rpc.PoolState` and does the
+I/O outside it: opening a session (through the ``connect`` callable the node supplies: open a
+substream, negotiate, :meth:`RpcClient.connect`) happens without holding any lock, the new
+session counting toward ``size`` while it opens. ``async with pool.lease() as client:``
+hands out a typed service client; the lease ends with the block.
+
+A shared pool (the default) never waits for a lease: it reuses an idle session, opens one
+while below ``size``, else shares the least-leased session; a server rejection with reason 2
+or 3 falls back to an existing session. An exclusive pool gives each session to one lease at
+a time; waiters sleep until the pool changes and, after ``acquire_timeout``, get
+``RpcHandshakeRejected(NO_CLIENT_SESSIONS_AVAILABLE)``. Sessions found closed are pruned.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+import anyio
+
+from ._pool_state import (
+    FailAcquire,
+    LeaseSession,
+    OpenSession,
+    PoolAction,
+    PoolState,
+    PoolStatistics,
+    WaitForRelease,
+)
+from .config import PoolConfig
+from .errors import RpcHandshakeRejected
+from .service import ServiceClient
+from .status import RejectReason
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+    from .client import RpcClient
+
+__all__ = ("RpcClientPool",)
+
+logger = logging.getLogger(__name__)
+
+C = TypeVar("C", bound=ServiceClient)
+
+
+class RpcClientPool(Generic[C]):
+    """Leases typed clients over at most ``config.size`` sessions to one peer.
+
+    :param connect: opens one new session to the peer (raises ``RpcHandshakeRejected`` when
+        the server refuses).
+    :param client_class: the service client to wrap each session in (``Greeting.Client``).
+    :param config: size, exclusivity and the exclusive acquire timeout.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[RpcClient]],
+        client_class: type[C],
+        config: PoolConfig | None = None,
+    ) -> None:
+        self._connect = connect
+        self._client_class = client_class
+        self._config = config or PoolConfig()
+        self._state = PoolState(self._config)
+        self._clients: dict[int, C] = {}
+        self._changed = anyio.Event()
+
+    def __repr__(self) -> str:
+        return f"<RpcClientPool {self._client_class.__qualname__} {self._state!r}>"
+
+    @property
+    def config(self) -> PoolConfig:
+        return self._config
+
+    def statistics(self) -> PoolStatistics:
+        """Open, opening, idle sessions and leases right now."""
+        return self._state.statistics()
+
+    @asynccontextmanager
+    async def lease(self) -> AsyncIterator[C]:
+        """Lease a client for the duration of the block.
+
+        :raises RpcHandshakeRejected: the server refused and no session exists, or an
+            exclusive pool found none free within ``acquire_timeout``.
+        :raises SessionClosedError: the pool is closed.
+        """
+        session_id = await self._acquire()
+        try:
+            yield self._clients[session_id]
+        finally:
+            self._state.release(session_id)
+            self._notify()
+
+    async def aclose(self) -> None:
+        """Close every session; later leases fail (leases in use keep their client until
+        its session notices the close)."""
+        for session_id in self._state.close():
+            client = self._clients.pop(session_id, None)
+            if client is not None:
+                await client.aclose()
+        self._notify()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def _acquire(self) -> int:
+        if not self._config.exclusive:
+            return await self._acquire_loop()
+        try:
+            with anyio.fail_after(self._config.acquire_timeout):
+                return await self._acquire_loop()
+        except TimeoutError:
+            raise RpcHandshakeRejected(
+                RejectReason.NO_CLIENT_SESSIONS_AVAILABLE,
+                f"no free RPC session within {self._config.acquire_timeout}s",
+            ) from None
+
+    async def _acquire_loop(self) -> int:
+        while True:
+            action: PoolAction = self._state.acquire()
+            if isinstance(action, OpenSession):
+                action = await self._open(action.session_id)
+            if isinstance(action, LeaseSession):
+                if self._clients[action.session_id].is_connected:
+                    return action.session_id
+                self._state.release(action.session_id)
+                await self._prune()
+            elif isinstance(action, WaitForRelease):
+                await self._changed.wait()
+            else:  # FailAcquire is only returned by _open, which raises instead
+                raise AssertionError(action)
+
+    async def _open(self, session_id: int) -> PoolAction:
+        try:
+            session = await self._connect()
+        except RpcHandshakeRejected as exc:
+            fallback = self._state.session_failed(session_id, exc.reason)
+            self._notify()
+            if isinstance(fallback, FailAcquire):
+                raise
+            logger.debug("RPC pool: server refused a session (%s), reusing one", exc.reason.name)
+            return fallback
+        except BaseException:
+            self._state.session_failed(session_id, None)
+            self._notify()
+            raise
+        self._clients[session_id] = self._client_class(session)
+        leased = self._state.session_opened(session_id)
+        self._notify()
+        return leased
+
+    async def _prune(self) -> None:
+        for session_id in self._state.session_ids:
+            client = self._clients[session_id]
+            if not client.is_connected:
+                self._state.remove_session(session_id)
+                del self._clients[session_id]
+                await client.aclose()
+        self._notify()
