@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from plait.errors import ProtocolViolation
 from plait.muxer import (
     ConnectionTerminated,
@@ -629,3 +631,60 @@ def test_auto_tuning_bounded_by_connection_budget() -> None:
                          max_connection_window=4 * 256 * KIB + 768 * KIB)
     size = _simulate_transfer(config, rtt=0.05, rounds=12)
     assert size == 256 * KIB + 768 * KIB
+
+
+def test_stream_ids_exhausted() -> None:
+    client = YamuxConnection(is_client=True, config=NO_KEEPALIVE)
+    client._next_id = 0xFFFFFFFF  # the last odd id
+    assert client.open_stream() == 0xFFFFFFFF
+    assert not client.can_open_stream
+    with pytest.raises(StreamLimitError):
+        client.open_stream()
+
+
+@given(st.binary(max_size=600), st.integers(1, 64))
+@settings(max_examples=300, deadline=None)
+def test_arbitrary_input_raises_only_protocol_violations(data: bytes, chunk: int) -> None:
+    """Whole or chunked, garbage yields events or a MuxerProtocolViolation, nothing else."""
+    for step in (len(data) or 1, chunk):
+        core = server_core(max_streams=8)
+        core.receive_data(frame(WINDOW_UPDATE, SYN, 1, 0))
+        try:
+            for i in range(0, len(data), step):
+                core.receive_data(data[i:i + step])
+                while core.is_reading_paused:
+                    core.data_to_send()
+                    core.resume_reading()
+        except MuxerProtocolViolation:
+            assert core.is_closed
+            assert frames_of(core.data_to_send())[0][0] == GO_AWAY
+
+
+@given(st.lists(st.sampled_from([
+    frame(DATA, 0, 1, body=b"abc"), frame(WINDOW_UPDATE, FIN, 1, 0), frame(DATA, RST, 1, 0),
+    frame(WINDOW_UPDATE, 0, 1, 1000), frame(PING, SYN, 0, 7), frame(DATA, SYN, 3, body=b"x"),
+    frame(WINDOW_UPDATE, ACK, 1, 0), frame(DATA, FIN, 3, 0),
+]), max_size=12), st.integers(1, 40))
+@settings(max_examples=200, deadline=None)
+def test_same_events_however_the_bytes_are_chunked(frames: list[bytes], chunk: int) -> None:
+    raw = b"".join(frames)
+
+    def run(step: int) -> tuple[list[object], object, bytes]:
+        core = server_core()
+        events: list[object] = list(core.receive_data(frame(WINDOW_UPDATE, SYN, 1, 0)))
+        raised: object = None
+        try:
+            for i in range(0, len(raw), step):
+                events += core.receive_data(raw[i:i + step])
+        except MuxerProtocolViolation as exc:
+            raised = type(exc)
+        events = [bytes(e.data) if isinstance(e, StreamDataReceived) else e for e in events]
+        return events, raised, core.data_to_send()
+
+    whole, raised_whole, out_whole = run(len(raw) or 1)
+    chunked, raised_chunked, out_chunked = run(chunk)
+    assert (raised_whole, out_whole) == (raised_chunked, out_chunked)
+    if raised_whole is None:
+        assert whole == chunked
+    else:  # the events of the call that raised are not returned
+        assert chunked[:len(whole)] == whole
