@@ -51,11 +51,18 @@ if TYPE_CHECKING:
 
     from .service import Service
 
-__all__ = ("INTERNAL_ERROR_DETAILS", "RpcServer")
+__all__ = (
+    "INTERNAL_ERROR_DETAILS",
+    "REJECT_LINGER_MAX_BYTES",
+    "REJECT_LINGER_TIMEOUT",
+    "RpcServer",
+)
 
 logger = logging.getLogger(__name__)
 
 INTERNAL_ERROR_DETAILS = "Internal server error"  # sent for unexpected handler exceptions
+REJECT_LINGER_TIMEOUT = 1.0  # seconds a refused client gets to close after the reply
+REJECT_LINGER_MAX_BYTES = 65536  # bytes read (and dropped) from a refused client at most
 _RECEIVE_SIZE = 65536
 
 
@@ -145,11 +152,22 @@ class RpcServer:
 
 
 async def _send_and_close(stream: ByteStream, data: bytes) -> None:
-    """Best-effort final frame, then close; a peer that already left is not an error."""
+    """Send a final frame, half-close, and drain briefly before closing.
+
+    The client sent its ``RpcSession`` right away; closing with it unread would make TCP
+    answer with a reset that can destroy the reply in flight. Reading until the client's end
+    of stream (bounded by :data:`REJECT_LINGER_TIMEOUT`) avoids that. A peer that already
+    left is not an error.
+    """
     try:
-        if data:
-            await stream.send(data)
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+        with anyio.move_on_after(REJECT_LINGER_TIMEOUT):
+            if data:
+                await stream.send(data)
+            await stream.send_eof()
+            received = 0
+            while received < REJECT_LINGER_MAX_BYTES:
+                received += len(await stream.receive(_RECEIVE_SIZE))
+    except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
         pass
     finally:
         with anyio.CancelScope(shield=True):

@@ -423,3 +423,13 @@ async def test_bad_flags_end_the_session_and_are_reported() -> None:
         await served.done.wait()
         assert isinstance(served.error, RpcProtocolViolation)
         assert h.server.num_active_sessions == 0
+
+
+async def test_silent_handshakes_do_not_delay_other_peers() -> None:
+    """hardening.md R7: each handshake runs in its own task with its own deadline."""
+    config = RpcServerConfig(max_sessions=10, handshake_timeout=20)
+    async with harness(config) as h:
+        silent = [await h.open(PEER_A) for _ in range(5)]
+        client, _ = await h.connect(PEER_B)
+        assert await client.ping() >= 0
+        assert not any(served.done.is_set() for _, served in silent)
