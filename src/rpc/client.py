@@ -381,9 +381,8 @@ class ResponseStream(Generic[T]):
         """Send the request now (idempotent)."""
         if self._started:
             return
-        self._started = True
         await self._client._gate.acquire()
-        self._holding = True
+        self._started = self._holding = True
         try:
             await self._client._begin(self._method, self._payload, streaming=True)
         except BaseException:

@@ -433,3 +433,18 @@ async def test_silent_handshakes_do_not_delay_other_peers() -> None:
         client, _ = await h.connect(PEER_B)
         assert await client.ping() >= 0
         assert not any(served.done.is_set() for _, served in silent)
+
+
+async def test_stream_cancelled_while_queued_can_start_later() -> None:
+    async with harness() as h:
+        client, _ = await h.connect()
+        first = client.get_greetings(GetGreetingsRequest(num=2))
+        await first.start()  # owns the session
+        second = client.get_greetings(GetGreetingsRequest(num=3))
+        with anyio.move_on_after(0.05) as scope:
+            await second.start()  # queued behind the first call
+        assert scope.cancelled_caught
+        assert [t.value async for t in first] == ["Sawubona", "Jambo"]
+        assert [t.value async for t in second] == ["Sawubona", "Jambo", "Bonjour"]
+        reply = await client.say_hello(SayHelloRequest(name="z", language=4))
+        assert reply.greeting == "Molo z"
