@@ -111,3 +111,14 @@ def test_negative_caps_are_refused() -> None:
         SessionLimits(max_sessions=-1, max_sessions_per_peer=None)
     with pytest.raises(ValueError, match="max_sessions_per_peer"):
         SessionLimits(max_sessions=None, max_sessions_per_peer=-1)
+
+
+def test_peer_count_goes_down_one_slot_at_a_time() -> None:
+    limits = SessionLimits(max_sessions=None, max_sessions_per_peer=2)
+    first, second = admit(limits, A), admit(limits, A)
+    first.release()
+    assert limits.active_sessions_for(A) == 1
+    assert limits.peers == 1
+    admit(limits, A)
+    second.release()
+    assert limits.active_sessions_for(A) == 1

@@ -57,6 +57,13 @@ def test_no_common_version_is_rejected_with_unsupported_version(versions: list[i
     assert server.receive_data(request()) == []
 
 
+def test_frames_after_an_unsupported_handshake_in_the_same_read_are_ignored() -> None:
+    server = ServerSessionState()
+    events = server.receive_data(frame(RpcSession(supported_versions=[9])) + request())
+    assert events == [SessionRejected(reason=RejectReason.UNSUPPORTED_VERSION)]
+    assert server.data_to_send() == frame(b"\x10\x01\x18\x01")
+
+
 def test_first_server_version_the_client_lists_is_chosen() -> None:
     server = ServerSessionState(RpcServerConfig(supported_versions=(3, 0)))
     events = server.receive_data(frame(RpcSession(supported_versions=[0, 5, 3])))
