@@ -28,6 +28,8 @@ def _generate(proto: Path, out_dir: Path) -> None:
     args = [
         "protoc",
         f"-I{proto.parent}",
+        # protoc finds the mypy-protobuf plugin here even when the venv is not activated
+        f"--plugin=protoc-gen-mypy={Path(sys.executable).parent / 'protoc-gen-mypy'}",
         f"--python_out={out_dir}",
         f"--mypy_out={out_dir}",
         str(proto),
