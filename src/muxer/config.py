@@ -77,8 +77,10 @@ class YamuxConfig:
     split_send_size: int = DEFAULT_SPLIT_SEND_SIZE
     """Largest DATA body this side sends, in bytes."""
     max_frame_body: int = DEFAULT_MAX_FRAME_BODY
-    """Largest DATA body accepted; a larger one is rejected from its header, before any
-    body is buffered (GO_AWAY(1))."""
+    """Largest DATA body accepted, except that a body within the receive window of an open
+    stream is always accepted (js-libp2p-yamux 8 sends frames as large as the window, which
+    auto-tuning may grow past 1 MiB). Anything else larger is rejected from its header,
+    before any body is held (GO_AWAY(1))."""
     max_streams: int = DEFAULT_MAX_STREAMS
     """Live streams, both directions. An inbound SYN beyond it is refused with RST for that
     stream alone; a local open beyond it raises :class:`~plait.muxer.StreamLimitError`."""

@@ -7,8 +7,9 @@ in place (``HEADER.unpack_from`` on a ``memoryview`` of the caller's ``bytes``);
 body is delivered as a zero-copy ``memoryview`` slice, so the only copy a received payload
 byte takes is when the application reads it. A header split across calls is kept in a
 small ``bytearray``; a DATA body split across calls is kept as a list of views and joined
-once when complete. A body is capped at ``max_frame_body`` and checked against the
-stream window as soon as its header is complete, before any of it is held. ``b""`` means
+once when complete. A body is checked against the stream window, and capped at
+``max_frame_body`` unless a readable stream's window covers it (js-libp2p-yamux sends
+window-sized frames), as soon as its header is complete, before any of it is held. ``b""`` means
 the transport reached EOF.
 
 **Output.** Two lanes, drained by :meth:`data_to_send`:
@@ -641,9 +642,22 @@ class YamuxConnection:
         if ftype == _DATA:
             self._check_data_length(flags, stream_id, length)
 
+    def _check_large_body(self, flags: int, stream_id: int, length: int) -> None:
+        """A body over ``max_frame_body`` is allowed only within a readable stream's window.
+
+        js-libp2p-yamux 8 sizes DATA frames by the whole send window, so once auto-tuning
+        grants more than 1 MiB it sends larger bodies; the window still bounds what is held.
+        """
+        stream = self._streams.get(stream_id)
+        if (
+            flags & _SYN or stream is None or length > stream.recv.available
+            or not (stream.read_state is _OPEN or stream.read_state is _DISCARDING)
+        ):
+            raise MuxerProtocolViolation("DATA frame body too large", seen=length)
+
     def _check_data_length(self, flags: int, stream_id: int, length: int) -> None:
         if length > self.config.max_frame_body:
-            raise MuxerProtocolViolation("DATA frame body too large", seen=length)
+            self._check_large_body(flags, stream_id, length)
         if flags & _SYN:
             if length > DEFAULT_CREDIT:
                 raise FlowControlViolation(
@@ -669,7 +683,7 @@ class YamuxConnection:
                 raise MuxerProtocolViolation("unsupported yamux version", seen=version)
             if ftype == _DATA:
                 if length > max_body:
-                    raise MuxerProtocolViolation("DATA frame body too large", seen=length)
+                    self._check_large_body(flags, stream_id, length)
                 start = offset + HEADER_SIZE
                 stop = start + length
                 if stop > end:

@@ -688,3 +688,17 @@ def test_same_events_however_the_bytes_are_chunked(frames: list[bytes], chunk: i
         assert whole == chunked
     else:  # the events of the call that raised are not returned
         assert chunked[:len(whole)] == whole
+
+
+def test_body_over_frame_cap_accepted_only_within_a_grown_window() -> None:
+    """js-libp2p-yamux sends window-sized DATA frames once our window exceeds 1 MiB."""
+    big = YamuxConfig(keepalive_interval=None, initial_window=2 * KIB * KIB,
+                      max_connection_window=2 * KIB * KIB * 512)
+    server = YamuxConnection(is_client=False, config=big)
+    server.receive_data(frame(WINDOW_UPDATE, SYN, 1, 0))
+    server.accept_stream(1)  # grants the extra credit: window now 2 MiB
+    body = b"j" * (1536 * KIB)
+    events = server.receive_data(frame(DATA, 0, 1, body=body))
+    assert data_of(events, 1) == body
+    with pytest.raises(MuxerProtocolViolation):  # unknown stream: the 1 MiB cap applies
+        server.receive_data(frame(DATA, 0, 3, len(body)))
