@@ -18,8 +18,9 @@
 //	-idle D           client waits D between session start and opening streams
 //	-reset-every K -reset-after N
 //	                  every K-th stream of a session is reset after N bytes: the
-//	                  server echoes N bytes then resets; the client writes N bytes
-//	                  then resets. The 2019 copy has no Stream.Reset, so the RST
+//	                  server echoes N bytes then resets; the client writes N bytes,
+//	                  waits for the first echoed byte (the stream was accepted), then
+//	                  resets. The 2019 copy has no Stream.Reset, so the RST
 //	                  frame (WINDOW_UPDATE|RST, length 0, exactly what the library
 //	                  sends when it refuses a stream) is written by trackedConn at a
 //	                  frame boundary of the session's outgoing byte stream.
@@ -318,6 +319,11 @@ func clientStream(tc *trackedConn, sess *yamux.Session, size int, reset bool, re
 		}
 		if _, err := st.Write(data[:n]); err != nil {
 			fmt.Fprintln(os.Stderr, "write before reset:", err)
+			return "failed"
+		}
+		// Wait for the first echoed bytes: the peer has accepted the stream.
+		if _, err := st.Read(make([]byte, 1)); err != nil {
+			fmt.Fprintln(os.Stderr, "read before reset:", err)
 			return "failed"
 		}
 		tc.injectReset(st.StreamID())

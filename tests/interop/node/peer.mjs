@@ -19,7 +19,8 @@
 //   --reset-every K --reset-after N
 //                       every K-th stream of a connection is reset (stream.abort,
 //                       which sends WINDOW_UPDATE|RST) after N bytes: the server
-//                       echoes N bytes then resets, the client sends N then resets
+//                       echoes N bytes then resets, the client sends N, waits for
+//                       the first echoed bytes (the stream was accepted), then resets
 //   --watch-stdin       exit when stdin reaches EOF (the test harness died)
 //
 // Event lines on stdout (remote = the peer's TCP port), as in the Go peer:
@@ -200,8 +201,13 @@ async function clientStream (muxer, size, reset, resetAfter) {
   if (reset) {
     try {
       await write(Math.min(resetAfter, size))
+      // Wait for the first echoed bytes: the peer has accepted the stream.
+      const first = await stream[Symbol.asyncIterator]().next()
+      if (first.done) {
+        throw new Error('stream ended before any echo')
+      }
     } catch (err) {
-      process.stderr.write(`write before reset: ${err}\n`)
+      process.stderr.write(`before reset: ${err}\n`)
       return 'failed'
     }
     stream.abort(new Error('interop test reset'))
