@@ -181,7 +181,9 @@ class MuxedConnection(AsyncResource):
                 raise StreamLimitError("too many streams")
             if core.ack_backlog < self.config.max_ack_backlog:
                 raise StreamLimitError("stream ids exhausted")
-            event = self._open_event = anyio.Event()
+            event = self._open_event
+            if event is None:
+                event = self._open_event = anyio.Event()
             await event.wait()
         stream_id = core.open_stream()
         stream = MuxedStream(self, stream_id, outbound=True)
@@ -211,7 +213,9 @@ class MuxedConnection(AsyncResource):
                 ):
                     raise anyio.EndOfStream from error
                 self._raise_if_dead()
-            event = self._accept_event = anyio.Event()
+            event = self._accept_event
+            if event is None:
+                event = self._accept_event = anyio.Event()
             await event.wait()
 
     async def ping(self) -> float:
@@ -391,6 +395,7 @@ class MuxedConnection(AsyncResource):
                 self._accept_queue.append(stream)
                 if self._accept_event is not None:
                     self._accept_event.set()
+                    self._accept_event = None
             elif isinstance(event, StreamEnded):
                 stream = streams.get(event.stream_id)
                 if stream is not None:

@@ -348,3 +348,22 @@ async def test_aclose_without_entering_closes_transport() -> None:
     with pytest.raises(anyio.ClosedResourceError):
         await client_sock.send(b"x")
     await server_sock.aclose()
+
+
+async def test_many_waiters_on_ack_backlog_and_accept_all_wake() -> None:
+    config = YamuxConfig(keepalive_interval=None, max_ack_backlog=2)
+    async with mux_pair(config, FAST) as (client, server):
+        opened: list[MuxedStream] = []
+        accepted: list[MuxedStream] = []
+        async with anyio.create_task_group() as tg:
+            async def opener() -> None:
+                opened.append(await client.open_stream())
+
+            async def acceptor() -> None:
+                accepted.append(await server.accept_stream())
+
+            for _ in range(6):
+                tg.start_soon(acceptor)  # six concurrent accept_stream callers
+            for _ in range(6):
+                tg.start_soon(opener)  # four of them wait on the ACK backlog
+        assert len(opened) == 6 and sorted(s.stream_id for s in accepted) == [1, 3, 5, 7, 9, 11]
