@@ -135,9 +135,8 @@ def peer_tools(peer_kind: str, request: pytest.FixtureRequest) -> PeerTools:
 
 
 @pytest.fixture(scope="session")
-def _default_servers(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[dict[str, PeerServer]]:
+def _default_servers() -> Iterator[dict[str, PeerServer]]:
+    """Default-configured servers, started on first use, one per peer kind."""
     servers: dict[str, PeerServer] = {}
     yield servers
     for server in servers.values():
