@@ -17,7 +17,8 @@ apt_packages=(golang-go golang-github-hashicorp-yamux-dev)
 
 missing=()
 for pkg in "${apt_packages[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
+    if [[ "$status" != "install ok installed" ]]; then
         missing+=("$pkg")
     fi
 done
