@@ -94,7 +94,7 @@ class MuxedConnection(AsyncResource):
         self._closed_locally = False
         self._started = False
         self._shutdown_done = anyio.Event()
-        self._writer_failed = False
+        self._writer_done = False
         self._coalesce_next = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -267,6 +267,8 @@ class MuxedConnection(AsyncResource):
 
     async def _wait_idle(self) -> None:
         """Wake the writer and wait until it has written everything queued."""
+        if self._writer_done:
+            return
         event = self._idle_event
         if event is None:
             event = self._idle_event = anyio.Event()
@@ -286,25 +288,30 @@ class MuxedConnection(AsyncResource):
             core = self._core
             receive = self.transport_stream.receive
             size = self.config.receive_size
-            try:
-                while True:
+            while True:
+                try:
+                    data = await receive(size)
+                except anyio.EndOfStream:
+                    data = b""
+                except _TRANSPORT_ERRORS as exc:
+                    self._fail(exc)
+                    return
+                if self._error is None:
                     try:
-                        data = await receive(size)
-                    except anyio.EndOfStream:
-                        data = b""
-                    self._dispatch(core.receive_data(data, now=anyio.current_time()))
-                    while core.is_reading_paused:
-                        await self._wait_idle()
-                        self._dispatch(core.resume_reading())
+                        self._dispatch(core.receive_data(data, now=anyio.current_time()))
+                        while core.is_reading_paused:
+                            await self._wait_idle()
+                            self._dispatch(core.resume_reading())
+                    except MuxerProtocolViolation as exc:
+                        logger.warning("yamux peer violated the protocol: %s", exc)
+                        self._fail(exc)
                     if core.has_data_to_send:
                         self._wake_writer()
-                    if self._error is not None:
-                        return
-            except MuxerProtocolViolation as exc:
-                logger.warning("yamux peer violated the protocol: %s", exc)
-                self._fail(exc)
-            except _TRANSPORT_ERRORS as exc:
-                self._fail(exc)
+                # once the connection is ending, keep draining (and discarding) input
+                # until the shutdown closes the transport, so a peer blocked writing to
+                # us can finish and read our GO_AWAY
+                if not data:
+                    return
 
     async def _writer(self, *, task_status: TaskStatus[None]) -> None:
         with anyio.CancelScope() as scope:
@@ -337,8 +344,13 @@ class MuxedConnection(AsyncResource):
                         self._coalesce_next = False
                         await anyio.lowlevel.checkpoint()
             except _TRANSPORT_ERRORS as exc:
-                self._writer_failed = True
                 self._fail(exc)
+            finally:
+                self._writer_done = True
+                idle = self._idle_event  # nobody may wait for a writer that is gone
+                if idle is not None:
+                    self._idle_event = None
+                    idle.set()
 
     async def _timer(self, *, task_status: TaskStatus[None]) -> None:
         with anyio.CancelScope() as scope:
@@ -364,7 +376,7 @@ class MuxedConnection(AsyncResource):
         try:
             with anyio.CancelScope(shield=True):
                 with anyio.move_on_after(self.config.close_timeout):
-                    while self._core.has_data_to_send and not self._writer_failed:
+                    while self._core.has_data_to_send and not self._writer_done:
                         await self._wait_idle()
                 self._cancel_tasks()
                 with anyio.move_on_after(self.config.close_timeout):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 import pytest
-from anyio.abc import SocketAttribute, SocketStream
+from anyio.abc import ByteStream, SocketAttribute, SocketStream
 from plait.muxer import (
     GoAwayError,
     KeepaliveTimeoutError,
@@ -367,3 +367,37 @@ async def test_many_waiters_on_ack_backlog_and_accept_all_wake() -> None:
             for _ in range(6):
                 tg.start_soon(opener)  # four of them wait on the ACK backlog
         assert len(opened) == 6 and sorted(s.stream_id for s in accepted) == [1, 3, 5, 7, 9, 11]
+
+
+class _BreakingStream(ByteStream):
+    """Wraps a stream; after ``broken`` is set every send fails like a closed peer."""
+
+    def __init__(self, inner: ByteStream) -> None:
+        self.inner = inner
+        self.broken = False
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        return await self.inner.receive(max_bytes)
+
+    async def send(self, item: bytes) -> None:
+        if self.broken:
+            raise anyio.BrokenResourceError
+        await self.inner.send(item)
+
+    async def send_eof(self) -> None:
+        await self.inner.send_eof()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_aclose_does_not_wait_for_a_writer_that_failed() -> None:
+    client_sock, server_sock = await tcp_sockets()
+    wrapped = _BreakingStream(client_sock)
+    config = YamuxConfig(keepalive_interval=None, close_timeout=10.0)
+    async with server_sock, MuxedConnection(wrapped, is_client=True, config=config) as client:
+        await client.open_stream()
+        wrapped.broken = True
+        start = anyio.current_time()
+        await client.aclose()
+        assert anyio.current_time() - start < 2  # far below close_timeout
