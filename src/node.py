@@ -975,25 +975,20 @@ class Node:
     ) -> None:
         started = False
         try:
-            async with conn._mux as mux:
-                conn._started.set()
-                if conn._close_reason is None:
-                    logger.info("connected to %s (%s, %s)", conn.node_id.short,
-                                conn.direction.value, conn.address)
-                    self._emit(PeerConnected(connection=conn))
-                task_status.started()
-                started = True
-                async with anyio.create_task_group() as task_group:
-                    conn._task_group = task_group
+            with anyio.CancelScope() as mux_scope:
+                async with conn._mux as mux:
+                    conn._started.set()
                     if conn._close_reason is None:
-                        reason, error = await self._accept_substreams(conn, mux, task_group)
-                        self._unregister(conn, reason, error)
-                    if conn._close_reason in _LOCAL_REASONS:
-                        task_group.cancel_scope.cancel()
-                    else:  # the peer went away: handlers may finish reading what arrived
-                        task_group.cancel_scope.deadline = (
-                            anyio.current_time() + self.config.shutdown_timeout
-                        )
+                        logger.info("connected to %s (%s, %s)", conn.node_id.short,
+                                    conn.direction.value, conn.address)
+                        self._emit(PeerConnected(connection=conn))
+                    task_status.started()
+                    started = True
+                    await self._serve_connection(conn, mux)
+                    await mux.aclose()  # GO_AWAY(0), flushed; stops the session's tasks
+                    # MuxedConnection can miss a background task that starts after its
+                    # shutdown began (the peer's EOF raced __aenter__); cancel it here.
+                    mux_scope.cancel()
         except Exception as exc:
             if not started:
                 raise
@@ -1005,6 +1000,21 @@ class Node:
                              else DisconnectReason.SHUTDOWN)
             self._live.discard(conn)
             conn._done.set()
+
+    async def _serve_connection(self, conn: PeerConnection, mux: MuxedConnection) -> None:
+        """Accept substreams until the session ends, then let the handlers finish: at once
+        (cancelled) after a local close, within ``shutdown_timeout`` after the peer's."""
+        async with anyio.create_task_group() as task_group:
+            conn._task_group = task_group
+            if conn._close_reason is None:
+                reason, error = await self._accept_substreams(conn, mux, task_group)
+                self._unregister(conn, reason, error)
+            if conn._close_reason in _LOCAL_REASONS:
+                task_group.cancel_scope.cancel()
+            else:  # the peer went away: handlers may finish reading what arrived
+                task_group.cancel_scope.deadline = (
+                    anyio.current_time() + self.config.shutdown_timeout
+                )
 
     async def _accept_substreams(
         self, conn: PeerConnection, mux: MuxedConnection, task_group: TaskGroup
