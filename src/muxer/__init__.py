@@ -34,6 +34,7 @@ from .events import StreamOpened as StreamOpened
 from .events import StreamReset as StreamReset
 from .events import WindowUpdated as WindowUpdated
 from .session import MuxedConnection as MuxedConnection
+from .session import MuxerStatistics as MuxerStatistics
 from .stream import MuxedStream as MuxedStream
 from .stream import MuxerAttribute as MuxerAttribute
 from .stream import StreamResetError as StreamResetError
@@ -57,6 +58,7 @@ __all__ = (
     "MuxerEventType",
     "MuxerFloodError",
     "MuxerProtocolViolation",
+    "MuxerStatistics",
     "PingAcknowledged",
     "Role",
     "StreamDataReceived",

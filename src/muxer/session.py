@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 import anyio
 from anyio.abc import AsyncResource, ByteStream, TaskGroup, TaskStatus
@@ -55,11 +55,32 @@ if TYPE_CHECKING:
 
     from .events import MuxerEvent
 
-__all__ = ("MuxedConnection",)
+__all__ = ("MuxedConnection", "MuxerStatistics")
 
 logger = logging.getLogger(__name__)
 
 _TRANSPORT_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, PlaitError)
+
+
+class MuxerStatistics(NamedTuple):
+    """A snapshot of one connection's counters (:meth:`MuxedConnection.statistics`)."""
+
+    streams: int
+    """Live streams in the core (both directions)."""
+    accept_queue: int
+    """Inbound streams waiting for ``accept_stream``."""
+    ack_backlog: int
+    """Outbound streams the peer has not acknowledged yet."""
+    zero_window_waits: int
+    """Times a ``MuxedStream.send`` waited for the peer to grant window."""
+    batches_written: int
+    """``transport.send`` calls made by the writer."""
+    bytes_written: int
+    """Bytes handed to the transport."""
+    reads: int
+    """``transport.receive`` calls that returned."""
+    bytes_read: int
+    """Bytes received from the transport."""
 
 
 class MuxedConnection(AsyncResource):
@@ -95,6 +116,11 @@ class MuxedConnection(AsyncResource):
         self._started = False
         self._shutdown_done = anyio.Event()
         self._writer_done = False
+        self._zero_window_waits = 0
+        self._batches_written = 0
+        self._bytes_written = 0
+        self._reads = 0
+        self._bytes_read = 0
         self._coalesce_next = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -162,6 +188,20 @@ class MuxedConnection(AsyncResource):
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
         return self.transport_stream.extra_attributes
+
+    def statistics(self) -> MuxerStatistics:
+        """Counters for tuning and tests (performance.md §4 rule 6)."""
+        core = self._core
+        return MuxerStatistics(
+            streams=core.stream_count,
+            accept_queue=len(self._accept_queue),
+            ack_backlog=core.ack_backlog,
+            zero_window_waits=self._zero_window_waits,
+            batches_written=self._batches_written,
+            bytes_written=self._bytes_written,
+            reads=self._reads,
+            bytes_read=self._bytes_read,
+        )
 
     # ------------------------------------------------------------------ public operations
 
@@ -296,6 +336,8 @@ class MuxedConnection(AsyncResource):
                 except _TRANSPORT_ERRORS as exc:
                     self._fail(exc)
                     return
+                self._reads += 1
+                self._bytes_read += len(data)
                 if self._error is None:
                     try:
                         self._dispatch(core.receive_data(data, now=anyio.current_time()))
@@ -324,7 +366,10 @@ class MuxedConnection(AsyncResource):
             try:
                 while True:
                     if core.has_data_to_send:
-                        await send(core.data_to_send(batch))
+                        data = core.data_to_send(batch)
+                        self._batches_written += 1
+                        self._bytes_written += len(data)
+                        await send(data)
                         space = self._space_event
                         if space is not None and core.queued_data_size < limit:
                             self._space_event = None

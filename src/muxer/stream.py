@@ -212,6 +212,7 @@ class MuxedStream(ByteStream):
                         return
                     event = self._send_event = anyio.Event()
                     if core.outbound_window(self.stream_id) == 0:
+                        conn._zero_window_waits += 1
                         await event.wait()
                     self._send_event = None
             except BaseException:

@@ -180,6 +180,7 @@ async def test_slow_reader_does_not_stall_other_streams() -> None:
                 await slow.send(b"s" * 65536)
         assert client.core.outbound_window(slow.stream_id) == 0
         assert slow_in.buffered_size == 256 * 1024  # bounded by the window
+        assert client.statistics().zero_window_waits >= 1
         total = 8 * 1024 * 1024
         got = 0
 
@@ -193,6 +194,9 @@ async def test_slow_reader_does_not_stall_other_streams() -> None:
                 await fast.send(b"f" * 65536)
             await fast.send_eof()
         assert got == total
+        stats = client.statistics()
+        assert stats.bytes_written >= total + 256 * 1024 and stats.batches_written > 0
+        assert server.statistics().bytes_read > total
         # the slow stream resumes once read
         assert len(await slow_in.receive(1 << 20)) > 0
 
