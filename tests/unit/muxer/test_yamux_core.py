@@ -702,3 +702,18 @@ def test_body_over_frame_cap_accepted_only_within_a_grown_window() -> None:
     assert data_of(events, 1) == body
     with pytest.raises(MuxerProtocolViolation):  # unknown stream: the 1 MiB cap applies
         server.receive_data(frame(DATA, 0, 3, len(body)))
+
+
+def test_empty_frame_flood_draws_from_the_same_budget() -> None:
+    server = server_core(rst_burst=50, rst_rate=0.0)
+    server.receive_data(frame(WINDOW_UPDATE, SYN, 1, 0))
+    server.receive_data(frame(DATA, 0, 1, 0) * 50)  # no-progress frames, within budget
+    assert not server.is_closed
+    with pytest.raises(MuxerFloodError):
+        server.receive_data(frame(DATA, 0, 1, 0))
+    assert frames_of(server.data_to_send()) == [(GO_AWAY, 0, 0, 2)]
+
+
+def test_goaway_error_names_unknown_codes() -> None:
+    assert "0x1005" in str(GoAwayError(0x1005))
+    assert "PROTOCOL_ERROR" in str(GoAwayError(1))
