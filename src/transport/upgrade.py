@@ -415,18 +415,18 @@ class UpgradingListener:
     async def _upgrade_and_handle(
         self, stream: ByteStream, handler: Callable[[UpgradedConnection], Awaitable[None]]
     ) -> None:
+        remote = describe_remote(stream)  # while the socket is open
         try:
             upgraded = await self.upgrader.upgrade_inbound(stream)
         except PlaitError as exc:
-            remote = describe_remote(stream)
             logger.debug("inbound upgrade from %s failed: %s", remote, exc)
             if self._on_error is not None:
                 self._on_error(exc, remote)
             return
         except Exception as exc:  # a bug, not the peer: keep the listener alive
-            logger.exception("inbound upgrade from %s raised", describe_remote(stream))
+            logger.exception("inbound upgrade from %s raised", remote)
             if self._on_error is not None:
-                self._on_error(exc, describe_remote(stream))
+                self._on_error(exc, remote)
             return
         finally:
             self._slots.release()
