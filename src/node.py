@@ -57,11 +57,13 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, final
 
 import anyio
 import anyio.lowlevel
+from anyio.abc import ByteStream
 
 from .errors import BanTier, PlaitError
 from .identity import PUBLIC_KEY_SIZE, NodeId, PeerFeatures
@@ -100,11 +102,10 @@ from .transport.upgrade import (
 from .transport.wire_mode import DEFAULT_NETWORK_BYTE
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
     from types import TracebackType
     from typing import Self
 
-    from anyio.abc import ByteStream, TaskGroup, TaskStatus
+    from anyio.abc import TaskGroup, TaskStatus
 
     from .identity import NodeIdentity
     from .muxer import MuxedConnection, MuxedStream
@@ -142,7 +143,7 @@ DEFAULT_MAX_QUEUED_EVENTS = 1024  # per subscription
 DEFAULT_MAX_BANS = 10_000  # each needs an authenticated key; bounds the ban table
 ECHO_PROTOCOL_ID = b"/plait/echo/1"  # wire.md §2.5: plait's echo protocol
 
-ProtocolHandler: TypeAlias = "Callable[[PeerConnection, ByteStream], Awaitable[None]]"
+ProtocolHandler: TypeAlias = Callable[["PeerConnection", ByteStream], Awaitable[None]]
 """A raw substream protocol: ``async def handler(conn, stream) -> None``."""
 
 _STREAM_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream)
@@ -620,7 +621,7 @@ class Node:
             is_banned=self._is_banned_key,
             on_offence=self._on_offence,
         )
-        self._protocols: dict[bytes, Callable[[PeerConnection, ByteStream], Awaitable[None]]] = {}
+        self._protocols: dict[bytes, ProtocolHandler] = {}
         self._protocol_ids: tuple[bytes, ...] = ()
         self._connections: dict[bytes, PeerConnection] = {}
         self._live: set[PeerConnection] = set()
@@ -736,7 +737,7 @@ class Node:
     def add_protocol(
         self,
         protocol_id: str | bytes,
-        handler: Callable[[PeerConnection, ByteStream], Awaitable[None]],
+        handler: ProtocolHandler,
     ) -> None:
         """Serve a raw substream protocol.
 
@@ -845,7 +846,10 @@ class Node:
     async def dial(self, address: str, peer_id: str | bytes | None = None) -> PeerConnection:
         """Connect to the node at ``address``; return the connection to that peer.
 
-        An existing connection to ``peer_id`` is returned without dialling.
+        With ``peer_id``, an existing connection to that peer is returned without dialling
+        (and concurrent dials of it share one attempt). Without it, the key is learnt from the
+        handshake and a connection that turns out to duplicate an existing one goes through
+        the tie-break (the survivor is returned).
 
         :param peer_id: the peer's id (hex) or 32-byte key; the authenticated key must match.
         :raises PeerKeyMismatchError: the peer at ``address`` has another key.
