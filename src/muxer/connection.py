@@ -144,6 +144,7 @@ class YamuxConnection:
         self._data_lane_size = 0
         self._partial_header = bytearray()
         self._partial_frame: tuple[int, int, int] | None = None
+        self._streaming: tuple[int, int] | None = None
         self._partial_parts: list[memoryview] = []
         self._partial_have = 0
         self._parked: list[memoryview] = []
@@ -437,8 +438,8 @@ class YamuxConnection:
     # ------------------------------------------------------------------ output
 
     def data_to_send(self, max_bytes: int | None = None) -> bytes:
-        """Drain queued frames: the whole control lane, then data frames until the total
-        reaches ``max_bytes`` (at a frame boundary; at least one frame).
+        """Drain queued frames: the whole control lane, then whole data frames while the
+        total stays within ``max_bytes`` (at least one data frame is always taken).
 
         :return: the bytes to write, ``b""`` when nothing is queued.
         """
@@ -455,14 +456,16 @@ class YamuxConnection:
             start = size
             append = parts.append
             popleft = lane.popleft
-            while lane and size < limit:
-                _, header, body = popleft()
+            while lane:
+                _, header, body = lane[0]
+                frame_size = HEADER_SIZE if body is None else HEADER_SIZE + len(body)
+                if size + frame_size > limit and size > start:
+                    break
+                popleft()
                 append(header)
-                if body is None:
-                    size += HEADER_SIZE
-                else:
+                if body is not None:
                     append(body)
-                    size += HEADER_SIZE + len(body)
+                size += frame_size
             self._data_lane_size -= size - start
         if not parts:
             return b""
@@ -575,7 +578,11 @@ class YamuxConnection:
         """Finish a frame left incomplete by earlier input, then parse the rest."""
         offset = 0
         partial = self._partial_frame
-        if partial is not None:
+        if self._streaming is not None:
+            offset = self._continue_body(view, events)
+            if self._streaming is not None:
+                return
+        elif partial is not None:
             flags, stream_id, length = partial
             need = length - self._partial_have
             if len(view) < need:
@@ -602,6 +609,28 @@ class YamuxConnection:
                 return
         if self._state is ConnectionState.OPEN:
             self._parse(view, offset, events)
+
+    def _continue_body(self, view: memoryview, events: list[MuxerEvent]) -> int:
+        """Route the next bytes of a plain DATA body split across inputs; return how many
+        bytes of ``view`` it took."""
+        assert self._streaming is not None
+        stream_id, remaining = self._streaming
+        take = min(remaining, len(view))
+        if take:
+            stream = self._streams.get(stream_id)
+            if stream is not None:  # else reset locally meanwhile: drop the rest
+                recv = stream.recv
+                if stream.read_state is _OPEN:
+                    recv.available -= take
+                    recv.buffered += take
+                    events.append(StreamDataReceived(stream_id=stream_id, data=view[:take]))
+                elif stream.read_state is _DISCARDING:
+                    recv.available -= take
+                    recv.pending += take
+                    self._maybe_window_update(stream)
+        remaining -= take
+        self._streaming = (stream_id, remaining) if remaining else None
+        return take
 
     def _straddled_header(
         self, header: bytes, view: memoryview, offset: int, events: list[MuxerEvent]
@@ -688,6 +717,17 @@ class YamuxConnection:
                 stop = start + length
                 if stop > end:
                     self._check_data_length(flags, stream_id, length)
+                    stream = streams.get(stream_id)
+                    if (
+                        not flags and stream is not None
+                        and stream.read_state is _OPEN and stream.phase is _ESTABLISHED
+                    ):
+                        # a plain body split across inputs: deliver what is here now and
+                        # route the rest as it arrives (no joining copy); the header check
+                        # above already ensured the whole body fits the window
+                        self._streaming = (stream_id, length)
+                        self._continue_body(view[start:], events)
+                        return
                     self._partial_frame = (flags, stream_id, length)
                     self._partial_parts = [view[start:]] if start < end else []
                     self._partial_have = end - start
@@ -881,7 +921,7 @@ class YamuxConnection:
 
     def _on_eof(self, events: list[MuxerEvent]) -> None:
         error = None
-        if self._partial_header or self._partial_frame is not None:
+        if self._partial_header or self._partial_frame is not None or self._streaming:
             error = MuxerProtocolViolation("connection ended inside a frame",
                                            seen=self.buffered_input_size)
         self._data_lane.clear()
@@ -996,6 +1036,7 @@ class YamuxConnection:
         self._paused = False
         self._partial_header.clear()
         self._partial_frame = None
+        self._streaming = None
         self._partial_parts = []
         self._partial_have = 0
         self._parked = []

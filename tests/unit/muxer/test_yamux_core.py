@@ -252,10 +252,11 @@ def test_data_to_send_batches_at_frame_boundaries_with_control_first() -> None:
     pair, sid = opened_pair()
     pair.client.send_data(sid, b"x" * (64 * KIB))
     pair.client.send_ping()
-    first = frames_of(pair.client.data_to_send(20 * KIB))
+    first = frames_of(pair.client.data_to_send(40 * KIB))
     assert first[0][0] == PING  # control frames head the batch
-    assert [f[3] for f in first[1:]] == [16 * KIB, 16 * KIB]
+    assert [f[3] for f in first[1:]] == [16 * KIB, 16 * KIB]  # a third would exceed 40 KiB
     assert pair.client.queued_data_size == 2 * (16 * KIB + 12)
+    assert [f[3] for f in frames_of(pair.client.data_to_send(1))] == [16 * KIB]  # at least one
 
 
 # ---------------------------------------------------------------- half-close, reset
