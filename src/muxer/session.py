@@ -103,7 +103,8 @@ class MuxedConnection(AsyncResource):
         self._accept_queue: deque[MuxedStream] = deque()
         self._accept_event: anyio.Event | None = None
         self._open_event: anyio.Event | None = None
-        self._space_event: anyio.Event | None = None
+        self._space_waiters: deque[anyio.Event] = deque()
+        self._space_high = self.config.max_write_queue_size
         self._writer_event = anyio.Event()
         self._idle_event: anyio.Event | None = None
         self._timer_event: anyio.Event | None = None
@@ -300,10 +301,25 @@ class MuxedConnection(AsyncResource):
         raise anyio.BrokenResourceError("the Yamux connection is gone") from error
 
     async def _wait_for_queue_space(self) -> None:
-        event = self._space_event
-        if event is None:
-            event = self._space_event = anyio.Event()
-        await event.wait()
+        """Wait, in FIFO order, until the writer drained the queue below half its cap.
+
+        Waiters are woken one at a time (each wakes the next once it has queued, while
+        there is room), not all at once: with many streams a herd of senders waking per
+        batch only to find the queue full again cost more than the data they moved.
+        """
+        event = anyio.Event()
+        self._space_waiters.append(event)
+        try:
+            await event.wait()
+        finally:
+            if not event.is_set():
+                self._space_waiters.remove(event)
+
+    def _pass_queue_space(self) -> None:
+        """Wake the next sender waiting for queue space, if there is room for it."""
+        waiters = self._space_waiters
+        if waiters and self._core.queued_data_size < self._space_high:
+            waiters.popleft().set()
 
     async def _wait_idle(self) -> None:
         """Wake the writer and wait until it has written everything queued."""
@@ -362,7 +378,7 @@ class MuxedConnection(AsyncResource):
             core = self._core
             send = self.transport_stream.send
             batch = self.config.write_batch_size
-            limit = self.config.max_write_queue_size
+            low = self.config.max_write_queue_size >> 1
             try:
                 while True:
                     if core.has_data_to_send:
@@ -370,10 +386,8 @@ class MuxedConnection(AsyncResource):
                         self._batches_written += 1
                         self._bytes_written += len(data)
                         await send(data)
-                        space = self._space_event
-                        if space is not None and core.queued_data_size < limit:
-                            self._space_event = None
-                            space.set()
+                        if self._space_waiters and core.queued_data_size <= low:
+                            self._space_waiters.popleft().set()
                         continue
                     idle = self._idle_event
                     if idle is not None:
@@ -489,9 +503,11 @@ class MuxedConnection(AsyncResource):
             self._core.receive_data(b"")
         for stream in list(self._streams.values()):
             stream._wake_all()
-        for event in (self._accept_event, self._open_event, self._space_event):
+        for event in (self._accept_event, self._open_event):
             if event is not None:
                 event.set()
+        while self._space_waiters:
+            self._space_waiters.popleft().set()
         for waiter in self._ping_waiters.values():
             waiter.set()
         if self._timer_event is not None:

@@ -209,15 +209,18 @@ class MuxedStream(ByteStream):
                             offset += n
                             conn._wake_writer()
                     if offset >= total:
+                        conn._pass_queue_space()
                         return
                     event = self._send_event = anyio.Event()
                     if core.outbound_window(self.stream_id) == 0:
                         conn._zero_window_waits += 1
+                        conn._pass_queue_space()
                         await event.wait()
                     self._send_event = None
             except BaseException:
                 if 0 < offset < total and self._write_state is _OPEN:
                     await self._abort()
+                conn._pass_queue_space()
                 raise
 
     def _check_writable(self) -> None:
