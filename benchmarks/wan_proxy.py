@@ -179,8 +179,8 @@ class WanProxy:
         if read_size < 1:
             raise ValueError("read_size must be at least 1")
         if bandwidth is not None:
-            # keep a chunk's transmission time (the burst granularity) at or below ~5 ms
-            read_size = min(read_size, max(16 * 1024, int(bandwidth * 0.005)))
+            # keep a chunk's transmission time (the burst granularity) near 1 ms
+            read_size = min(read_size, max(16 * 1024, int(bandwidth * 0.001)))
         if max_buffered is None:
             if bandwidth is None:
                 max_buffered = DEFAULT_MAX_BUFFERED
