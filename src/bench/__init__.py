@@ -1,0 +1,1 @@
+"""Throughput benchmarks of every layer against same-run ceilings (``plait bench``)."""

@@ -1,0 +1,1 @@
+"""One-way messaging between peers on a negotiated substream (wire.md §4)."""
