@@ -47,9 +47,14 @@ Events. :meth:`Node.events` subscribes to :data:`NodeEvent` values: :class:`Peer
 (an inbound upgrade failed). Each subscription buffers at most ``max_queued_events``; beyond
 that the oldest are dropped, so a slow consumer never blocks the node.
 
-RPC hook. An RPC service is a protocol like any other: register
-``add_protocol(protocol_id, handler)`` with a handler that serves the session on the
-negotiated stream (``conn.public_key`` identifies the caller).
+RPC (wire.md §3, api.md). :meth:`Node.add_service` registers an RPC service's protocol id
+like any other protocol; every inbound substream negotiated for it is served by the node's
+single :class:`~plait.rpc.RpcServer` (:attr:`Node.rpc_server`), so all services share one set
+of session limits (``NodeConfig.rpc_server``: ``max_sessions``, ``max_sessions_per_peer``,
+handshake timeout, minimum deadline), counted per authenticated peer key. Outbound,
+:meth:`PeerConnection.connect_rpc` opens one negotiated substream and performs the session
+handshake on it; :meth:`PeerConnection.rpc_pool` returns a lazy, bounded
+:class:`~plait.rpc.RpcClientPool` whose sessions are such substreams.
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, final
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar, final
 
 import anyio
 import anyio.lowlevel
@@ -76,6 +81,17 @@ from .negotiation import (
     normalize_protocol_id,
 )
 from .noise import StaticKeypair
+from .rpc import (
+    PoolConfig,
+    RpcClient,
+    RpcClientPool,
+    RpcProtocolViolation,
+    RpcServer,
+    RpcServerConfig,
+    ServiceClient,
+    SessionClosedError,
+)
+from .rpc.config import DEFAULT_POOL_ACQUIRE_TIMEOUT
 from .transport import (
     IdentityConfig,
     MemoryAddress,
@@ -109,6 +125,7 @@ if TYPE_CHECKING:
 
     from .identity import NodeIdentity
     from .muxer import MuxedConnection, MuxedStream
+    from .rpc import RpcClientConfig, Service
     from .transport import Transport, TransportAddress
 
 __all__ = (
@@ -142,6 +159,8 @@ DEFAULT_SHUTDOWN_TIMEOUT = 5.0  # plait's choice; equal to YamuxConfig.close_tim
 DEFAULT_MAX_QUEUED_EVENTS = 1024  # per subscription
 DEFAULT_MAX_BANS = 10_000  # each needs an authenticated key; bounds the ban table
 ECHO_PROTOCOL_ID = b"/plait/echo/1"  # wire.md §2.5: plait's echo protocol
+
+C = TypeVar("C", bound=ServiceClient)
 
 ProtocolHandler: TypeAlias = Callable[["PeerConnection", ByteStream], Awaitable[None]]
 """A raw substream protocol: ``async def handler(conn, stream) -> None``."""
@@ -208,6 +227,10 @@ class NodeConfig:
     """Events buffered per :meth:`Node.events` subscription before the oldest are dropped."""
     max_bans: int = DEFAULT_MAX_BANS
     """Entries in the ban table; beyond it expired, then the oldest, entries are dropped."""
+    rpc_server: RpcServerConfig = field(default_factory=RpcServerConfig)
+    """Limits of the node's RPC server, shared by every service added with
+    :meth:`Node.add_service`: ``max_sessions`` (global), ``max_sessions_per_peer``, handshake
+    timeout, minimum and maximum request deadline, frame size."""
 
     def __post_init__(self) -> None:
         self.upgrade_config()  # validates network_byte and the three timeouts
@@ -552,6 +575,80 @@ class PeerConnection:
             self._normal_opens += 1
         return negotiated
 
+    async def connect_rpc(
+        self,
+        client_class: type[C],
+        *,
+        config: RpcClientConfig | None = None,
+        optimistic: bool | None = None,
+    ) -> C:
+        """Open one RPC session to the peer: a substream negotiated for the service's
+        protocol id, then the session handshake (wire.md §3.3, §3.12).
+
+        ``await conn.connect_rpc(Greeting.Client)`` returns a ``Greeting.Client``; close it
+        (``aclose()`` or ``async with``) to end the session and free the server's slot.
+
+        :param client_class: the service's client class, ``SomeService.Client``.
+        :param config: the session's deadlines and limits (default :class:`RpcClientConfig`).
+        :param optimistic: as for :meth:`open_substream`.
+        :raises RpcHandshakeRejected: the server refused the session; ``reason`` says why
+            (``NO_SERVER_SESSIONS_AVAILABLE``, ``NO_CLIENT_SESSIONS_AVAILABLE``,
+            ``PROTOCOL_NOT_SUPPORTED``, ``UNSUPPORTED_VERSION``).
+        :raises RpcHandshakeTimeoutError: no handshake reply within ``handshake_timeout``.
+        :raises SessionClosedError: the server closed the substream during the handshake, or
+            the connection is closed.
+        :raises ProtocolNotSupportedError: the peer does not serve the protocol at all.
+        :raises NegotiationError: another negotiation failure.
+        """
+        protocol = client_class.service.protocol
+        session = await self._connect_session(protocol, config, optimistic)
+        return client_class(session)
+
+    def rpc_pool(
+        self,
+        client_class: type[C],
+        *,
+        size: int = 1,
+        exclusive: bool = False,
+        acquire_timeout: float = DEFAULT_POOL_ACQUIRE_TIMEOUT,
+        config: RpcClientConfig | None = None,
+        optimistic: bool | None = None,
+    ) -> RpcClientPool[C]:
+        """A lazy pool of at most ``size`` RPC sessions to the peer (wire.md §3.13).
+
+        Nothing is opened until the first ``async with pool.lease() as client:``. Each new
+        session is a substream of this connection opened as by :meth:`connect_rpc`. A shared
+        pool reuses an idle session, opens one while below ``size``, otherwise shares the
+        least-leased one, and falls back to an existing session when the server refuses with
+        reason 2 or 3. With ``exclusive=True`` a session serves one lease at a time and
+        ``lease()`` waits up to ``acquire_timeout`` seconds, then raises
+        ``RpcHandshakeRejected(NO_CLIENT_SESSIONS_AVAILABLE)``. Close the pool with
+        ``await pool.aclose()``; once the connection is closed, opening a session raises
+        :class:`~plait.rpc.SessionClosedError`.
+
+        :param client_class: the service's client class, ``SomeService.Client``.
+        :param config: deadlines and limits of every session the pool opens.
+        :raises ValueError: ``size < 1`` or a non-positive ``acquire_timeout``.
+        """
+        protocol = client_class.service.protocol
+        pool_config = PoolConfig(size=size, exclusive=exclusive, acquire_timeout=acquire_timeout)
+
+        async def connect() -> RpcClient:
+            return await self._connect_session(protocol, config, optimistic)
+
+        return RpcClientPool(connect, client_class, pool_config)
+
+    async def _connect_session(
+        self, protocol: bytes, config: RpcClientConfig | None, optimistic: bool | None
+    ) -> RpcClient:
+        if self._close_reason is not None:
+            raise SessionClosedError(f"the connection to {self.node_id.short} is closed")
+        try:
+            stream = await self.open_substream(protocol, optimistic=optimistic)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+            raise SessionClosedError(f"the connection to {self.node_id.short} is closed") from exc
+        return await RpcClient.connect(stream, config=config, protocol=protocol)
+
     async def disconnect(self) -> None:
         """Close the connection (Yamux GO_AWAY(0)), cancel its handlers and wait until all
         of its tasks have finished. Idempotent."""
@@ -623,6 +720,7 @@ class Node:
         )
         self._protocols: dict[bytes, ProtocolHandler] = {}
         self._protocol_ids: tuple[bytes, ...] = ()
+        self._rpc_server = RpcServer(self.config.rpc_server)
         self._connections: dict[bytes, PeerConnection] = {}
         self._live: set[PeerConnection] = set()
         self._bans: dict[bytes, float | None] = {}
@@ -768,6 +866,51 @@ class Node:
     def protocols(self) -> tuple[bytes, ...]:
         """The registered protocol ids, in registration order."""
         return self._protocol_ids
+
+    # ------------------------------------------------------------------ RPC
+
+    @property
+    def rpc_server(self) -> RpcServer:
+        """The node's RPC server: its services, limits and session counts."""
+        return self._rpc_server
+
+    def add_service(self, service: Service) -> None:
+        """Serve an RPC service on its protocol id (``service.protocol``).
+
+        The id is registered like :meth:`add_protocol` (and advertised to peers that connect
+        later); every inbound substream negotiated for it runs one RPC session on the node's
+        :attr:`rpc_server`, whose limits (``NodeConfig.rpc_server``) all services share.
+
+        :raises ValueError: the service has no protocol id, or the id is already registered
+            (as a service or a raw protocol).
+        """
+        pid = normalize_protocol_id(service.protocol)
+        if pid in self._protocols:
+            raise ValueError(f"protocol {pid!r} is already registered")
+        self._rpc_server.add_service(service)
+        self.add_protocol(pid, self._rpc_handler(pid))
+
+    def _rpc_handler(self, protocol: bytes) -> ProtocolHandler:
+        server = self._rpc_server
+
+        async def serve_rpc(conn: PeerConnection, stream: ByteStream) -> None:
+            try:
+                await server.serve_session(stream, conn.public_key, protocol)
+            except RpcProtocolViolation as exc:
+                logger.debug("RPC session %r with %s ended: %s", protocol, conn.node_id.short,
+                             exc)
+
+        return serve_rpc
+
+    def num_active_sessions(self, peer_id: str | bytes | None = None) -> int:
+        """Inbound RPC sessions holding a slot of :attr:`rpc_server` now (handshakes
+        included), over all peers or for one peer id (hex) or key.
+
+        :raises ValueError: a malformed peer id.
+        """
+        if peer_id is None:
+            return self._rpc_server.num_active_sessions
+        return self._rpc_server.num_active_sessions_for(_peer_key(peer_id))
 
     def _local_identity(self) -> PeerIdentity:
         advertised = self._advertised

@@ -5,7 +5,9 @@
 - the wire-mode byte (:mod:`~plait.transport.wire_mode`, wire.md §1.2);
 - the identity exchange: :class:`PeerIdentity`, its sans-IO codec and
   :func:`exchange_identity` (wire.md §1.4);
-- binary multiaddrs (wire.md §5.4) and the transport errors with their ban tiers.
+- binary multiaddrs (wire.md §5.4) and the transport errors with their ban tiers;
+- the connection upgrade (:mod:`~plait.transport.upgrade`): :class:`Upgrader`,
+  :class:`UpgradingListener`, :class:`UpgradeConfig`, :class:`UpgradedConnection`.
 """
 
 from __future__ import annotations
@@ -54,6 +56,16 @@ from .memory import MemoryTransportConfig as MemoryTransportConfig
 from .tcp import TcpConfig as TcpConfig
 from .tcp import TcpListener as TcpListener
 from .tcp import TcpTransport as TcpTransport
+from .upgrade import DEFAULT_FIRST_BYTE_TIMEOUT as DEFAULT_FIRST_BYTE_TIMEOUT
+from .upgrade import DEFAULT_MAX_UPGRADING as DEFAULT_MAX_UPGRADING
+from .upgrade import DEFAULT_NOISE_HANDSHAKE_TIMEOUT as DEFAULT_NOISE_HANDSHAKE_TIMEOUT
+from .upgrade import DEFAULT_UPGRADE_TIMEOUT as DEFAULT_UPGRADE_TIMEOUT
+from .upgrade import SelfConnectionError as SelfConnectionError
+from .upgrade import UpgradeClosedError as UpgradeClosedError
+from .upgrade import UpgradeConfig as UpgradeConfig
+from .upgrade import UpgradedConnection as UpgradedConnection
+from .upgrade import Upgrader as Upgrader
+from .upgrade import UpgradingListener as UpgradingListener
 from .wire_mode import DEFAULT_NETWORK_BYTE as DEFAULT_NETWORK_BYTE
 from .wire_mode import LIVENESS_BYTE as LIVENESS_BYTE
 from .wire_mode import Network as Network
@@ -63,8 +75,12 @@ from .wire_mode import encode_wire_byte as encode_wire_byte
 from .wire_mode import validate_network_byte as validate_network_byte
 
 __all__ = (
+    "DEFAULT_FIRST_BYTE_TIMEOUT",
     "DEFAULT_IDENTITY_TIMEOUT",
+    "DEFAULT_MAX_UPGRADING",
     "DEFAULT_NETWORK_BYTE",
+    "DEFAULT_NOISE_HANDSHAKE_TIMEOUT",
+    "DEFAULT_UPGRADE_TIMEOUT",
     "IDENTITY_PROTOCOL_VERSION",
     "LIVENESS_BYTE",
     "MAX_IDENTITY_MESSAGE_SIZE",
@@ -94,6 +110,7 @@ __all__ = (
     "PeerIdentity",
     "PeerKeyMismatchError",
     "PeerValidationError",
+    "SelfConnectionError",
     "TcpAddress",
     "TcpConfig",
     "TcpListener",
@@ -103,7 +120,12 @@ __all__ = (
     "TransportError",
     "TransportListener",
     "TransportProtocolViolation",
+    "UpgradeClosedError",
+    "UpgradeConfig",
     "UpgradeTimeoutError",
+    "UpgradedConnection",
+    "Upgrader",
+    "UpgradingListener",
     "WireMode",
     "WrongNetworkError",
     "classify_wire_byte",

@@ -1,0 +1,89 @@
+"""Shared harness of the RPC-over-Node tests (tests/integration/test_rpc_node_*.py).
+
+Two real :class:`~plait.Node` objects connected over TCP on 127.0.0.1 or over the memory
+transport; the server node serves RPC services through :meth:`Node.add_service`, the client
+reaches them through :meth:`PeerConnection.connect_rpc` / :meth:`PeerConnection.rpc_pool`.
+This module holds no tests of its own.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+from plait import Node, NodeConfig, NodeIdentity, PeerConnection
+from plait.rpc import RpcClientConfig, RpcServerConfig
+from plait.rpc.greeting import Greeting
+from plait.transport import MemoryNetwork
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from plait.rpc import Service
+
+FAST = RpcClientConfig(deadline=5, deadline_grace_period=5, handshake_timeout=5)
+"""tari's smoke-test client settings: deadline, grace and handshake timeout of 5 s."""
+TEST_SERVER = RpcServerConfig(max_sessions=10, max_sessions_per_peer=None, min_deadline=0)
+"""tari's smoke-test server: a session cap and minimum_client_deadline = 0."""
+HANG_GUARD = 30.0
+"""Seconds any one test may take before it is failed as hung."""
+
+
+@pytest.fixture(params=["tcp", "memory"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Every RPC-over-Node test runs over real TCP and over the memory transport."""
+    return str(request.param)
+
+
+def listen_address(transport: str, name: str) -> str:
+    return "tcp://127.0.0.1:0" if transport == "tcp" else f"memory://{name}"
+
+
+@dataclass
+class RpcPair:
+    """A server node with RPC services, a client node and the client's connection."""
+
+    server: Node
+    client: Node
+    conn: PeerConnection
+    address: str
+    network: MemoryNetwork
+
+    @property
+    def client_peer_id(self) -> str:
+        return self.client.peer_id
+
+
+@asynccontextmanager
+async def rpc_pair(
+    transport: str,
+    server_config: RpcServerConfig = TEST_SERVER,
+    *services: Service,
+    client_config: NodeConfig | None = None,
+) -> AsyncIterator[RpcPair]:
+    """Two nodes, the server serving ``services`` (default: :class:`Greeting`), connected."""
+    network = MemoryNetwork()
+    with anyio.fail_after(HANG_GUARD):
+        async with (
+            Node(
+                NodeIdentity.generate(),
+                NodeConfig(rpc_server=server_config),
+                memory_network=network,
+            ) as server,
+            Node(NodeIdentity.generate(), client_config, memory_network=network) as client,
+        ):
+            for service in services or (Greeting(),):
+                server.add_service(service)
+            address = await server.listen(listen_address(transport, "rpc-server"))
+            conn = await client.dial(address, server.peer_id)
+            yield RpcPair(server, client, conn, address, network)
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until a counter reaches a state that no single event marks (bounded)."""
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.005)
