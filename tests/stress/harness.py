@@ -1,0 +1,247 @@
+"""Nodes, RPC wiring, teardown checks and measurements shared by the stress scenarios.
+
+Nodes are real :class:`plait.node.Node` objects talking over TCP on 127.0.0.1. RPC is wired
+the way a node serves any protocol: the server node registers one raw protocol per service
+whose handler runs :meth:`plait.rpc.RpcServer.serve_session` on the negotiated substream,
+and a client session is a negotiated substream handed to :meth:`plait.rpc.RpcClient.connect`.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import resource
+import sys
+import time
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.lowlevel
+from plait.identity import NodeIdentity
+from plait.muxer import YamuxConfig
+from plait.muxer.config import DEFAULT_CREDIT
+from plait.node import Node, NodeConfig, PeerConnected, PeerConnection
+from plait.rpc import RpcClient, RpcClientConfig, RpcServer, RpcServerConfig
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+    from anyio.abc import ByteStream
+    from plait.rpc import Service
+
+__all__ = (
+    "MIB",
+    "Measurement",
+    "StressNodes",
+    "connector",
+    "measured",
+    "node_config",
+    "serve_rpc",
+    "stress_nodes",
+    "wait_until",
+)
+
+MIB = 1024 * 1024
+TEARDOWN_TIMEOUT = 10.0
+"""Seconds the sessions and substreams of a finished scenario get to wind down."""
+
+
+def node_config(max_streams: int = 512) -> NodeConfig:
+    """A node configuration admitting ``max_streams`` live substreams per connection.
+
+    The defaults (512 streams, 128 negotiating, an accept backlog of 256) are right for a
+    peer on the network; the 1000-session scenarios open more than that on one connection
+    at once, so they raise the stream cap, the accept backlog, the negotiation cap and the
+    connection's window budget (``initial_window`` per stream plus 256 MiB of growth) together.
+    """
+    yamux = YamuxConfig(
+        max_streams=max_streams,
+        accept_backlog=max(256, max_streams),
+        max_connection_window=max_streams * DEFAULT_CREDIT + 256 * MIB,
+    )
+    return NodeConfig(yamux=yamux, max_negotiating_streams=max(128, max_streams))
+
+
+def serve_rpc(node: Node, server: RpcServer) -> None:
+    """Serve every protocol of ``server`` on ``node``."""
+
+    def handler_for(protocol: bytes) -> Callable[[PeerConnection, ByteStream], Awaitable[None]]:
+        async def handler(conn: PeerConnection, stream: ByteStream) -> None:
+            await server.serve_session(stream, conn.public_key, protocol)
+
+        return handler
+
+    for protocol in server.protocols:
+        node.add_protocol(protocol, handler_for(protocol))
+
+
+def connector(
+    conn: PeerConnection, protocol: bytes, config: RpcClientConfig | None = None
+) -> Callable[[], Awaitable[RpcClient]]:
+    """The ``connect`` callable of an :class:`~plait.rpc.RpcClientPool`: one new session per
+    call, on a freshly negotiated substream of ``conn``."""
+
+    async def connect() -> RpcClient:
+        stream = await conn.open_substream(protocol)
+        return await RpcClient.connect(stream, config=config, protocol=protocol)
+
+    return connect
+
+
+@dataclass
+class StressNodes:
+    """One server node with an RPC server and client nodes connected to it."""
+
+    server_node: Node
+    rpc_server: RpcServer
+    clients: list[Node]
+    outbound: list[PeerConnection]
+    """The clients' connections to the server, in client order."""
+    inbound: list[PeerConnection] = field(default_factory=list)
+    """The server's connections from the clients, in client order."""
+
+    def streams_open(self) -> int:
+        """Live Yamux streams on every connection, both ends."""
+        return sum(c.muxer.statistics().streams for c in (*self.outbound, *self.inbound))
+
+    def idle(self) -> bool:
+        stats = self.server_node.statistics()
+        return (
+            self.rpc_server.num_active_sessions == 0
+            and stats.handlers == 0
+            and stats.negotiating == 0
+            and self.streams_open() == 0
+        )
+
+    async def wait_idle(self, timeout: float = TEARDOWN_TIMEOUT) -> None:
+        """Wait until no session, handler or substream is left on either end."""
+
+        def describe() -> str:
+            stats = self.server_node.statistics()
+            return (
+                f"sessions={self.rpc_server.num_active_sessions} handlers={stats.handlers} "
+                f"negotiating={stats.negotiating} streams="
+                f"{[c.muxer.statistics().streams for c in (*self.outbound, *self.inbound)]}"
+            )
+
+        await wait_until(self.idle, timeout, describe)
+
+
+@asynccontextmanager
+async def stress_nodes(
+    *services: Service,
+    server_config: RpcServerConfig,
+    clients: int = 1,
+    max_streams: int = 512,
+) -> AsyncIterator[StressNodes]:
+    """A server node serving ``services`` and ``clients`` client nodes dialled to it, over TCP
+    on 127.0.0.1. On exit every node shuts down."""
+    config = node_config(max_streams)
+    rpc_server = RpcServer(server_config)
+    for service in services:
+        rpc_server.add_service(service)
+    async with AsyncExitStack() as stack:
+        server_node = await stack.enter_async_context(Node(NodeIdentity.generate(), config))
+        serve_rpc(server_node, rpc_server)
+        address = await server_node.listen("tcp://127.0.0.1:0")
+        events = await stack.enter_async_context(server_node.events())
+        nodes = StressNodes(server_node, rpc_server, [], [])
+        for _ in range(clients):
+            client = await stack.enter_async_context(Node(NodeIdentity.generate(), config))
+            nodes.clients.append(client)
+            nodes.outbound.append(await client.dial(address, server_node.peer_id))
+            with anyio.fail_after(10):
+                async for event in events:
+                    if isinstance(event, PeerConnected):
+                        nodes.inbound.append(event.connection)
+                        break
+        for conn, inbound in zip(nodes.outbound, nodes.inbound, strict=True):
+            assert inbound.public_key != conn.public_key  # each end names the other
+        yield nodes
+
+
+async def wait_until(
+    predicate: Callable[[], bool], timeout: float, describe: Callable[[], str] | None = None
+) -> None:
+    """Re-check ``predicate`` at every scheduling checkpoint until it holds; fail after
+    ``timeout`` seconds with ``describe()`` in the message."""
+    try:
+        with anyio.fail_after(timeout):
+            while not predicate():
+                await anyio.lowlevel.checkpoint()
+    except TimeoutError:
+        detail = f": {describe()}" if describe is not None else ""
+        raise AssertionError(f"not reached within {timeout} s{detail}") from None
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def current_rss() -> int:
+    """Resident set size now, in bytes (Linux ``/proc``; elsewhere the peak so far)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return peak_rss()
+
+
+def peak_rss() -> int:
+    """The process's peak resident set size, in bytes (``getrusage``)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def reset_peak_rss() -> bool:
+    """Reset the peak RSS to the current RSS (Linux >= 4.0, ``/proc/self/clear_refs`` mode 5)
+    so that :func:`peak_rss` covers one scenario; ``False`` when that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        return False
+    return True
+
+
+@dataclass
+class Measurement:
+    """Elapsed time and memory of one scenario run."""
+
+    name: str
+    start_rss: int = 0
+    peak_rss: int = 0
+    elapsed: float = 0.0
+    scenario_peak: bool = True
+    """``False`` when the peak could not be reset: ``peak_rss`` is then the process's."""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def peak_growth(self) -> int:
+        """Bytes the peak RSS rose above the RSS at the start."""
+        return self.peak_rss - self.start_rss
+
+    def line(self) -> str:
+        scope = "" if self.scenario_peak else " (process peak)"
+        extra = "".join(f", {note}" for note in self.notes)
+        return (
+            f"[stress] {self.name}: {self.elapsed:.2f} s, peak RSS {self.peak_rss / MIB:.0f} MiB"
+            f"{scope} ({self.peak_growth / MIB:+.0f} MiB over {self.start_rss / MIB:.0f} MiB)"
+            f"{extra}"
+        )
+
+
+@contextmanager
+def measured(name: str) -> Iterator[Measurement]:
+    """Time the block and record its peak RSS; print the figures afterwards (``pytest -s``)."""
+    gc.collect()
+    measurement = Measurement(name, start_rss=current_rss())
+    measurement.scenario_peak = reset_peak_rss()
+    started = time.perf_counter()
+    try:
+        yield measurement
+    finally:
+        measurement.elapsed = time.perf_counter() - started
+        measurement.peak_rss = peak_rss()
+        print(f"\n{measurement.line()}", flush=True)
