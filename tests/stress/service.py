@@ -15,13 +15,15 @@ step with a ``.proto`` file).
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from plait.rpc import RequestContext, RpcStatusError, Service, StatusCode, rpc
 from plait.rpc.proto.greeting_pb2 import Blob
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
 
 __all__ = (
     "MAX_ITEM_SIZE",
