@@ -80,6 +80,14 @@ class RpcClientPool(Generic[C]):
         """Open, opening, idle sessions and leases right now."""
         return self._state.statistics()
 
+    def lease_count(self, client: C) -> int:
+        """Leases held now on ``client``'s session (0 if it is not, or no longer, in the
+        pool); tari's ``RpcClientLease::lease_count`` without the pool's own copy."""
+        for session_id, pooled in self._clients.items():
+            if pooled is client:
+                return self._state.lease_count(session_id)
+        return 0
+
     @asynccontextmanager
     async def lease(self) -> AsyncIterator[C]:
         """Lease a client for the duration of the block.

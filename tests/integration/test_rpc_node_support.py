@@ -8,21 +8,20 @@ This module holds no tests of its own.
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 from plait import Node, NodeConfig, NodeIdentity, PeerConnection
-from plait.rpc import RpcClientConfig, RpcServerConfig
+from plait.rpc import RequestContext, RpcClientConfig, RpcServerConfig, Service, rpc
 from plait.rpc.greeting import Greeting
+from plait.rpc.proto.greeting_pb2 import Blob, SlowStreamRequest, Text
 from plait.transport import MemoryNetwork
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
-
-    from plait.rpc import Service
 
 FAST = RpcClientConfig(deadline=5, deadline_grace_period=5, handshake_timeout=5)
 """tari's smoke-test client settings: deadline, grace and handshake timeout of 5 s."""
@@ -87,3 +86,51 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None
     with anyio.fail_after(timeout):
         while not predicate():
             await anyio.sleep(0.005)
+
+
+class CountingGreeting(Greeting):
+    """Greeting whose ``slow_stream`` counts its calls and signals when a stream ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slow_stream_calls = 0
+        self.stream_ended = anyio.Event()
+
+    @rpc(method=8, streaming=True)
+    async def slow_stream(
+        self, request: SlowStreamRequest, ctx: RequestContext
+    ) -> AsyncIterator[Blob]:
+        self.slow_stream_calls += 1
+        try:
+            async with aclosing(super().slow_stream(request, ctx)) as items:
+                async for item in items:
+                    yield item
+        finally:
+            self.stream_ended.set()
+
+
+class SlowService(Service, protocol="/test/slow/1"):
+    """tari's ``SlowGreetingService``: ``say_hello`` sleeps ``delay`` seconds, then replies
+    "took a while to load"; records the request ids it saw."""
+
+    def __init__(self, delay: float = 10.0) -> None:
+        self.delay = delay
+        self.cancelled = anyio.Event()
+        self.request_ids: list[int] = []
+
+    @rpc(method=1)
+    async def say_hello(self, request: Text, ctx: RequestContext) -> Text:
+        self.request_ids.append(ctx.request_id)
+        try:
+            await anyio.sleep(self.delay)
+        except anyio.get_cancelled_exc_class():
+            self.cancelled.set()
+            raise
+        return Text(value="took a while to load")
+
+
+@asynccontextmanager
+async def extra_client(p: RpcPair) -> AsyncIterator[tuple[Node, PeerConnection]]:
+    """A further client node (another peer key) connected to the pair's server."""
+    async with Node(NodeIdentity.generate(), memory_network=p.network) as node:
+        yield node, await node.dial(p.address, p.server.peer_id)
