@@ -23,6 +23,7 @@ from .errors import MuxerFloodError as MuxerFloodError
 from .errors import MuxerProtocolViolation as MuxerProtocolViolation
 from .errors import StreamLimitError as StreamLimitError
 from .errors import StreamStateError as StreamStateError
+from .errors import UnknownStreamFloodError as UnknownStreamFloodError
 from .events import ConnectionTerminated as ConnectionTerminated
 from .events import GoAwayReceived as GoAwayReceived
 from .events import MuxerEvent as MuxerEvent
@@ -69,6 +70,7 @@ __all__ = (
     "StreamReset",
     "StreamResetError",
     "StreamStateError",
+    "UnknownStreamFloodError",
     "WindowUpdated",
     "YamuxConfig",
     "YamuxConnection",

@@ -56,6 +56,14 @@ DEFAULT_RST_BURST = 1000
 DEFAULT_RST_RATE = 33.0
 #: h2 ``max_pending_accept_reset_streams`` (hardening.md §1.5).
 DEFAULT_MAX_PENDING_ACCEPT_RESETS = 20
+#: Frames for unknown or closed stream ids (hardening.md Y10, js-libp2p's "messages for
+#: missing streams" limiter): token-bucket burst ... An honest peer sends them only across
+#: a close race: about one late window update per closed stream, plus the DATA in flight
+#: when we reset a stream (a 16 MiB window in rust-yamux's 16 KiB frames is 1024 frames).
+DEFAULT_UNKNOWN_FRAME_BURST = 4096
+#: ... and refill rate per second: a late frame for each of ~4000 streams closed per
+#: second (the open+echo+close rate of the benchmark) stays within it.
+DEFAULT_UNKNOWN_FRAME_RATE = 4096.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,6 +125,14 @@ class YamuxConfig:
     max_pending_accept_resets: int = DEFAULT_MAX_PENDING_ACCEPT_RESETS
     """Inbound streams the peer may reset before the application accepted them; one more
     ends the connection with GO_AWAY(2)."""
+    unknown_frame_burst: int = DEFAULT_UNKNOWN_FRAME_BURST
+    """Token-bucket burst of frames (DATA or WINDOW_UPDATE without SYN) for stream ids that
+    are not live: never opened, or already closed or reset. Such frames are ignored, since
+    some cross a close in flight, but each takes a token; when the bucket is empty the
+    connection ends with GO_AWAY(1) (:class:`~plait.muxer.UnknownStreamFloodError`). Their
+    bodies are never held, so memory stays bounded either way."""
+    unknown_frame_rate: float = DEFAULT_UNKNOWN_FRAME_RATE
+    """Refill of ``unknown_frame_burst``, in frames per second."""
     close_timeout: float = 5.0
     """Seconds ``MuxedConnection.aclose`` waits to flush queued frames and GO_AWAY."""
 
@@ -135,13 +151,14 @@ class YamuxConfig:
             raise ValueError("max_frame_body must be between 256 KiB and 2**32-1")
         for name in ("max_ack_backlog", "accept_backlog", "write_batch_size",
                      "max_write_queue_size", "receive_size", "max_queued_pongs",
-                     "max_outstanding_pings", "rst_burst"):
+                     "max_outstanding_pings", "rst_burst", "unknown_frame_burst"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.max_pending_accept_resets < 0:
             raise ValueError("max_pending_accept_resets must not be negative")
-        if self.rst_rate < 0:
-            raise ValueError("rst_rate must not be negative")
+        for name in ("rst_rate", "unknown_frame_rate"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
         for name in ("keepalive_interval", "keepalive_timeout"):
             value = getattr(self, name)
             if value is not None and value <= 0:

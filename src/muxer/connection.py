@@ -26,16 +26,18 @@ the transport reached EOF.
 Opening is eager (WINDOW_UPDATE+SYN, delta = extra credit beyond 256 KiB), accepting is
 explicit (:meth:`accept_stream` queues WINDOW_UPDATE+ACK). Per-stream state lives in
 ``_stream_state.py`` and window rules in ``_window.py``. Frames for unknown ids are ignored
-(rust-yamux#110).
+(rust-yamux#110), but counted (see **Limits**).
 
 **Limits.** ``max_streams`` live streams and ``accept_backlog`` unaccepted ones: an excess
 inbound SYN gets RST for that stream alone. ``max_ack_backlog`` un-ACKed outbound streams:
 :attr:`can_open_stream` turns false. Received RSTs and empty DATA frames draw from a token
 bucket (``rst_burst``, refilled at ``rst_rate``/s from the ``now`` passed in); resets of
 not-yet-accepted streams are capped at ``max_pending_accept_resets``; beyond either the
-connection ends with GO_AWAY(2). More than ``max_queued_pongs`` unwritten pongs pause
-parsing (:attr:`is_reading_paused`) until :meth:`data_to_send` drained them and the adapter
-calls :meth:`resume_reading`.
+connection ends with GO_AWAY(2). Frames for ids that are not live (never opened, closed or
+reset) draw from a second bucket (``unknown_frame_burst``, ``unknown_frame_rate``); when
+it is empty the connection ends with GO_AWAY(1) (hardening.md Y10). More than
+``max_queued_pongs`` unwritten pongs pause parsing (:attr:`is_reading_paused`) until
+:meth:`data_to_send` drained them and the adapter calls :meth:`resume_reading`.
 
 **Errors** (style.md §4): a peer violation ends the connection, queues GO_AWAY with the
 error's code at the head of the control lane (dropping queued data) and raises a
@@ -74,6 +76,7 @@ from .errors import (
     MuxerProtocolViolation,
     StreamLimitError,
     StreamStateError,
+    UnknownStreamFloodError,
 )
 from .events import (
     ConnectionTerminated,
@@ -160,6 +163,7 @@ class YamuxConnection:
         self._accept_resets = 0
         self._rst_tokens = float(self.config.rst_burst)
         self._rst_refilled_at: float | None = None
+        self._unknown_tokens = float(self.config.unknown_frame_burst)
         self._budget = WindowBudget(self.config)
         self._extra_credit = self.config.initial_window - DEFAULT_CREDIT
         self._close_code: int | None = None
@@ -781,6 +785,7 @@ class YamuxConnection:
         else:
             stream = self._streams.get(stream_id)
             if stream is None:
+                self._take_unknown_token(stream_id)
                 if flags & _RST or not (body or flags):
                     self._take_token()
                 return
@@ -825,6 +830,7 @@ class YamuxConnection:
         else:
             stream = self._streams.get(stream_id)
             if stream is None:
+                self._take_unknown_token(stream_id)
                 if flags & _RST:
                     self._take_token()
                 return
@@ -1011,13 +1017,25 @@ class YamuxConnection:
         if self._rst_tokens < 0:
             raise MuxerFloodError("too many resets or empty frames", seen=self.config.rst_burst)
 
+    def _take_unknown_token(self, stream_id: int) -> None:
+        """Spend one token of the budget for frames on ids that are not live (Y10)."""
+        self._unknown_tokens -= 1
+        if self._unknown_tokens < 0:
+            raise UnknownStreamFloodError("too many frames for unknown or closed streams",
+                                          seen=stream_id)
+
     def _refill(self, now: float) -> None:
         last = self._rst_refilled_at
         self._rst_refilled_at = now
         if last is not None and now > last:
-            burst = self.config.rst_burst
-            tokens = self._rst_tokens + (now - last) * self.config.rst_rate
+            config = self.config
+            elapsed = now - last
+            burst = config.rst_burst
+            tokens = self._rst_tokens + elapsed * config.rst_rate
             self._rst_tokens = tokens if tokens < burst else float(burst)
+            burst = config.unknown_frame_burst
+            tokens = self._unknown_tokens + elapsed * config.unknown_frame_rate
+            self._unknown_tokens = tokens if tokens < burst else float(burst)
 
     def _violation(self, exc: MuxerProtocolViolation) -> None:
         """Terminal state for a peer violation: GO_AWAY heads the output, data is dropped."""

@@ -24,6 +24,7 @@ __all__ = (
     "MuxerProtocolViolation",
     "StreamLimitError",
     "StreamStateError",
+    "UnknownStreamFloodError",
 )
 
 
@@ -53,6 +54,17 @@ class MuxerFloodError(MuxerProtocolViolation):
     """
 
     error_code: ClassVar[GoAwayCode] = GoAwayCode.INTERNAL_ERROR
+
+
+class UnknownStreamFloodError(MuxerFloodError):
+    """The peer sent frames for unknown or closed stream ids faster than
+    ``YamuxConfig.unknown_frame_rate`` allows (hardening.md Y10).
+
+    A few such frames are normal (they cross a close or reset in flight) and are ignored;
+    a flood of them is a protocol error, answered with GO_AWAY(1).
+    """
+
+    error_code: ClassVar[GoAwayCode] = GoAwayCode.PROTOCOL_ERROR
 
 
 class StreamStateError(MuxerError):

@@ -112,6 +112,7 @@ class MuxedConnection(AsyncResource):
         self._ping_results: dict[int, float] = {}
         self._task_group: TaskGroup | None = None
         self._scopes: list[anyio.CancelScope] = []
+        self._tasks_cancelled = False
         self._error: BaseException | None = None
         self._closed_locally = False
         self._started = False
@@ -154,7 +155,15 @@ class MuxedConnection(AsyncResource):
             await self.aclose()
         finally:
             assert self._task_group is not None
-            await self._task_group.__aexit__(exc_type, exc_val, exc_tb)
+            if isinstance(exc_val, Exception):
+                # An error of the ``async with`` body propagates as itself, as from anyio's
+                # own streams: the background tasks were stopped through their own scopes
+                # by aclose(), so the task group has nothing to cancel and the error is not
+                # handed to it (which would wrap it in an ExceptionGroup).
+                await self._task_group.__aexit__(None, None, None)
+            else:
+                # no error, or a cancellation / BaseException the task group must see
+                await self._task_group.__aexit__(exc_type, exc_val, exc_tb)
 
     async def aclose(self) -> None:
         """Send GO_AWAY(0) after the queued data, flush (at most ``close_timeout`` seconds),
@@ -338,8 +347,7 @@ class MuxedConnection(AsyncResource):
     # ------------------------------------------------------------------ background tasks
 
     async def _reader(self, *, task_status: TaskStatus[None]) -> None:
-        with anyio.CancelScope() as scope:
-            self._scopes.append(scope)
+        with self._task_scope():
             task_status.started()
             core = self._core
             receive = self.transport_stream.receive
@@ -372,8 +380,7 @@ class MuxedConnection(AsyncResource):
                     return
 
     async def _writer(self, *, task_status: TaskStatus[None]) -> None:
-        with anyio.CancelScope() as scope:
-            self._scopes.append(scope)
+        with self._task_scope():
             task_status.started()
             core = self._core
             send = self.transport_stream.send
@@ -412,8 +419,7 @@ class MuxedConnection(AsyncResource):
                     idle.set()
 
     async def _timer(self, *, task_status: TaskStatus[None]) -> None:
-        with anyio.CancelScope() as scope:
-            self._scopes.append(scope)
+        with self._task_scope():
             task_status.started()
             core = self._core
             while True:
@@ -443,7 +449,20 @@ class MuxedConnection(AsyncResource):
         finally:
             self._shutdown_done.set()
 
+    def _task_scope(self) -> anyio.CancelScope:
+        """A cancel scope for one background task, registered for :meth:`_cancel_tasks`.
+
+        A task that starts after the shutdown already cancelled the others (the peer
+        closed before ``__aenter__`` had started every task) is cancelled at once.
+        """
+        scope = anyio.CancelScope()
+        self._scopes.append(scope)
+        if self._tasks_cancelled:
+            scope.cancel()
+        return scope
+
     def _cancel_tasks(self) -> None:
+        self._tasks_cancelled = True
         for scope in self._scopes:
             scope.cancel()
 

@@ -21,6 +21,7 @@ from plait.muxer import (
     MuxerFloodError,
     MuxerProtocolViolation,
     StreamResetError,
+    UnknownStreamFloodError,
     YamuxConfig,
 )
 from support.yamux_raw import (
@@ -225,6 +226,22 @@ async def test_unknown_stream_frames_ignored() -> None:
                        + frame(WINDOW_UPDATE, FIN, 79, 0))
         await bystander_still_works(raw, stream)
         assert not any(f.stream_id in (77, 79) for f in raw.frames)
+
+
+async def test_unknown_stream_flood_is_budgeted_then_goaway_1() -> None:
+    """Y10: frames for a never-opened id are ignored within the budget, counted, and a
+    flood beyond it ends the connection with GO_AWAY(1); nothing of them is held."""
+    config = YamuxConfig(keepalive_interval=None, auto_tune=False,
+                         unknown_frame_burst=2000, unknown_frame_rate=0.0)
+    async with raw_against_plait(config) as (raw, mux):
+        stream = await open_bystander(raw, mux)
+        stray = frame(DATA, 0, 9999, body=b"z" * 1000)
+        await raw.send(stray * 1000 + frame(WINDOW_UPDATE, 0, 9999, 1000) * 900)
+        await bystander_still_works(raw, stream)  # 1900 frames: within the budget
+        assert mux.core.buffered_input_size == 0
+        assert not any(f.stream_id == 9999 for f in raw.frames)
+        await raw.send(stray * 101)
+        await expect_goaway(raw, mux, 1, UnknownStreamFloodError)
 
 
 async def test_peer_reset_reaches_the_application() -> None:

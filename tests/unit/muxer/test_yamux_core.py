@@ -28,6 +28,7 @@ from plait.muxer import (
     StreamPhase,
     StreamReset,
     StreamStateError,
+    UnknownStreamFloodError,
     WindowUpdated,
     YamuxConfig,
     YamuxConnection,
@@ -96,6 +97,7 @@ def test_violation_classes_carry_goaway_codes() -> None:
     assert MuxerProtocolViolation.error_code == GoAwayCode.PROTOCOL_ERROR
     assert FlowControlViolation.error_code == GoAwayCode.PROTOCOL_ERROR
     assert MuxerFloodError.error_code == GoAwayCode.INTERNAL_ERROR
+    assert UnknownStreamFloodError.error_code == GoAwayCode.PROTOCOL_ERROR
     assert GoAwayError(7).code == 7
 
 
@@ -103,6 +105,7 @@ def test_violation_classes_carry_goaway_codes() -> None:
     ("initial_window", 1000), ("max_stream_window", 100 * KIB), ("max_streams", 0),
     ("split_send_size", 0), ("max_frame_body", 2**33), ("keepalive_interval", 0.0),
     ("max_connection_window", 1 * KIB * KIB), ("accept_backlog", 0), ("rst_rate", -1.0),
+    ("unknown_frame_burst", 0), ("unknown_frame_rate", -1.0),
 ])
 def test_config_rejects_out_of_range_values(field: str, value: object) -> None:
     with pytest.raises(ValueError):
@@ -527,6 +530,40 @@ def test_rst_flood_token_bucket_refills_with_time() -> None:
     server.receive_data(frame(DATA, RST, 99, 0) * 5, now=1.0)  # refilled 5 tokens
     with pytest.raises(MuxerFloodError):
         server.receive_data(frame(DATA, RST, 99, 0), now=1.0)
+
+
+def test_unknown_stream_frames_are_ignored_but_budgeted_then_goaway_1() -> None:
+    server = server_core(unknown_frame_burst=20, unknown_frame_rate=10.0)
+    server.start(0.0)
+    server.receive_data(frame(WINDOW_UPDATE, SYN, 1, 0), now=0.0)
+    server.accept_stream(1)
+    server.data_to_send()
+    # never-opened ids of both parities, DATA with and without a body, window updates
+    stray = (frame(DATA, 0, 9999, body=b"x" * 100) + frame(WINDOW_UPDATE, 0, 9998, 5)
+             + frame(DATA, FIN, 77, 0) + frame(WINDOW_UPDATE, 0, 77, 0))
+    assert server.receive_data(stray * 5, now=0.0) == []  # 20 frames: the whole burst
+    assert not server.is_closed and not server.has_data_to_send
+    # a live stream's frames cost nothing; time refills the bucket at 10 frames/s
+    events = server.receive_data(frame(DATA, 0, 1, body=b"ok") * 50, now=0.5)
+    assert data_of(events, 1) == b"ok" * 50
+    server.receive_data(frame(WINDOW_UPDATE, 0, 9999, 1) * 5, now=0.5)
+    assert not server.is_closed
+    with pytest.raises(UnknownStreamFloodError) as info:
+        server.receive_data(frame(DATA, 0, 9999, body=b"y"), now=0.5)
+    assert info.value.seen == 9999
+    assert isinstance(info.value, MuxerFloodError)
+    assert frames_of(server.data_to_send()) == [(GO_AWAY, 0, 0, 1)]
+    assert server.is_closed and server.close_code == 1
+
+
+def test_frames_for_a_closed_stream_draw_from_the_unknown_budget() -> None:
+    pair, sid = opened_pair(unknown_frame_burst=3, unknown_frame_rate=0.0)
+    pair.server.reset_stream(sid)  # the client's frames may still be in flight
+    late = frame(DATA, 0, sid, body=b"late") + frame(WINDOW_UPDATE, 0, sid, 10)
+    assert pair.server.receive_data(late) == []
+    assert pair.server.receive_data(frame(DATA, 0, sid, body=b"late")) == []
+    with pytest.raises(UnknownStreamFloodError):
+        pair.server.receive_data(frame(WINDOW_UPDATE, 0, sid, 10))
 
 
 def test_ping_flood_pauses_parsing_until_pongs_written() -> None:

@@ -405,3 +405,75 @@ async def test_aclose_does_not_wait_for_a_writer_that_failed() -> None:
         start = anyio.current_time()
         await client.aclose()
         assert anyio.current_time() - start < 2  # far below close_timeout
+
+
+async def memory_sockets() -> tuple[ByteStream, ByteStream]:
+    from plait.transport import MemoryNetwork
+
+    network = MemoryNetwork()
+    listener = await network.listen("memory://muxer-test")
+    client = await network.dial("memory://muxer-test")
+    server = await listener.accept()
+    await listener.aclose()
+    return client, server
+
+
+@pytest.mark.parametrize("transport", ["tcp", "memory"])
+@pytest.mark.parametrize("closer", ["aclose", "send_eof"])
+async def test_peer_gone_before_enter_exits_without_hanging(transport: str, closer: str) -> None:
+    """The peer closes before ``async with`` started the background tasks: the reader sees
+    EOF while the writer and timer are still starting; all of them must end on exit."""
+    make = tcp_sockets if transport == "tcp" else memory_sockets
+    for _ in range(5):  # the race is decided by scheduling: try it a few times
+        client_sock, server_sock = await make()
+        if closer == "aclose":
+            await server_sock.aclose()
+        else:
+            await server_sock.send_eof()
+        with anyio.fail_after(10):
+            async with MuxedConnection(client_sock, is_client=True,
+                                       config=YamuxConfig(keepalive_interval=5.0)) as mux:
+                with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                    await mux.accept_stream()
+                assert mux.is_closed
+        await server_sock.aclose()
+
+
+class _Boom(ValueError):
+    pass
+
+
+async def test_error_in_body_propagates_unwrapped() -> None:
+    with pytest.raises(_Boom) as info:
+        async with mux_pair() as (client, server):
+            stream = await client.open_stream()
+            await stream.send(b"x")
+            assert await (await server.accept_stream()).receive() == b"x"
+            raise _Boom("from the application")
+    assert type(info.value) is _Boom and str(info.value) == "from the application"
+    assert client.is_closed and server.is_closed
+
+
+async def test_error_in_body_is_caught_by_a_plain_except() -> None:
+    client_sock, server_sock = await tcp_sockets()
+    caught = None
+    with anyio.fail_after(10):
+        try:
+            async with MuxedConnection(client_sock, is_client=True, config=FAST):
+                int("not a number")
+        except ValueError as exc:  # not an ExceptionGroup
+            caught = exc
+        # the peer sees a graceful end (GO_AWAY(0)) of the connection
+        async with MuxedConnection(server_sock, is_client=False, config=FAST) as server:
+            with pytest.raises(anyio.EndOfStream):
+                await server.accept_stream()
+    assert isinstance(caught, ValueError) and "not a number" in str(caught)
+
+
+async def test_cancellation_of_the_body_still_cancels() -> None:
+    with anyio.fail_after(10):
+        with anyio.CancelScope() as scope:
+            async with mux_pair() as (client, _server):
+                scope.cancel()
+                await anyio.sleep_forever()
+        assert scope.cancelled_caught and client.is_closed
