@@ -37,6 +37,12 @@ test -f /usr/share/gocode/src/github.com/hashicorp/yamux/session.go || {
     exit 1
 }
 
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    # CI images ship Node 20; a bare Debian machine gets Debian's nodejs and npm.
+    echo "install_interop_toolchains: apt-get install nodejs npm"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm
+fi
 command -v node >/dev/null || { echo "install_interop_toolchains: node not on PATH" >&2; exit 1; }
 command -v npm >/dev/null || { echo "install_interop_toolchains: npm not on PATH" >&2; exit 1; }
 
