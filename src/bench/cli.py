@@ -138,7 +138,8 @@ def main(
         ``wan``).
     """
     parser = _parser(prog)
-    args = parser.parse_args(None if argv is None else list(argv))
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(arguments)
     available = [*BUILTIN_LAYERS, *extra_layers]
     if args.uvloop:
         if args.backend != "asyncio":
@@ -185,7 +186,7 @@ def main(
         doc = document(
             settings=settings, the_plan=the_plan, results=results, figures=figures,
             checks=checks, facts=facts, vers=vers, started=started, elapsed=elapsed,
-            load_after=load_after,
+            load_after=load_after, command=[parser.prog, *arguments],
         )
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=2)

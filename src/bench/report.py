@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
@@ -188,6 +187,7 @@ def document(
     started: str,
     elapsed: float,
     load_after: list[float] | None,
+    command: list[str],
 ) -> dict[str, Any]:
     """The ``--json`` document."""
     figure_info: dict[str, Any] = {}
@@ -228,7 +228,7 @@ def document(
         "schema": JSON_SCHEMA_VERSION,
         "started": started,
         "elapsed_s": round(elapsed, 3),
-        "command": sys.argv,
+        "command": command,
         "options": {
             "layers": list(the_plan.layers),
             "backend": settings.backend,
