@@ -636,7 +636,9 @@ class PeerConnection:
         async def connect() -> RpcClient:
             return await self._connect_session(protocol, config, optimistic)
 
-        return RpcClientPool(connect, client_class, pool_config)
+        return RpcClientPool(
+            connect, client_class, pool_config, is_connected=lambda: self.is_connected
+        )
 
     async def _connect_session(
         self, protocol: bytes, config: RpcClientConfig | None, optimistic: bool | None

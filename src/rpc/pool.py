@@ -11,6 +11,9 @@ while below ``size``, else shares the least-leased session; a server rejection w
 or 3 falls back to an existing session. An exclusive pool gives each session to one lease at
 a time; waiters sleep until the pool changes and, after ``acquire_timeout``, get
 ``RpcHandshakeRejected(NO_CLIENT_SESSIONS_AVAILABLE)``. Sessions found closed are pruned.
+When the node's connection to the peer is gone (the ``is_connected`` callable says so), every
+lease fails with :class:`~plait.rpc.SessionClosedError` and the pool's sessions are pruned
+(tari ``PeerConnectionDropped``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from ._pool_state import (
     WaitForRelease,
 )
 from .config import PoolConfig
-from .errors import RpcHandshakeRejected
+from .errors import RpcHandshakeRejected, SessionClosedError
 from .service import ServiceClient
 from .status import RejectReason
 
@@ -54,6 +57,8 @@ class RpcClientPool(Generic[C]):
         the server refuses).
     :param client_class: the service client to wrap each session in (``Greeting.Client``).
     :param config: size, exclusivity and the exclusive acquire timeout.
+    :param is_connected: says whether the underlying connection to the peer is still up;
+        checked before every lease (default: always up).
     """
 
     def __init__(
@@ -61,8 +66,11 @@ class RpcClientPool(Generic[C]):
         connect: Callable[[], Awaitable[RpcClient]],
         client_class: type[C],
         config: PoolConfig | None = None,
+        *,
+        is_connected: Callable[[], bool] | None = None,
     ) -> None:
         self._connect = connect
+        self._is_connected = is_connected
         self._client_class = client_class
         self._config = config or PoolConfig()
         self._state = PoolState(self._config)
@@ -94,7 +102,8 @@ class RpcClientPool(Generic[C]):
 
         :raises RpcHandshakeRejected: the server refused and no session exists, or an
             exclusive pool found none free within ``acquire_timeout``.
-        :raises SessionClosedError: the pool is closed.
+        :raises SessionClosedError: the pool is closed, or the connection to the peer is
+            gone.
         """
         session_id = await self._acquire()
         try:
@@ -132,6 +141,9 @@ class RpcClientPool(Generic[C]):
 
     async def _acquire_loop(self) -> int:
         while True:
+            if self._is_connected is not None and not self._is_connected():
+                await self._drop_all()
+                raise SessionClosedError("the connection to the peer was dropped")
             action: PoolAction = self._state.acquire()
             if isinstance(action, OpenSession):
                 action = await self._open(action.session_id)
@@ -163,6 +175,14 @@ class RpcClientPool(Generic[C]):
         leased = self._state.session_opened(session_id)
         self._notify()
         return leased
+
+    async def _drop_all(self) -> None:
+        """The connection is gone: forget and close every open session."""
+        for session_id in self._state.session_ids:
+            self._state.remove_session(session_id)
+            client = self._clients.pop(session_id)
+            await client.aclose()
+        self._notify()
 
     async def _prune(self) -> None:
         for session_id in self._state.session_ids:

@@ -8,12 +8,14 @@ This module holds no tests of its own.
 
 from __future__ import annotations
 
+import struct
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
 import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
 from plait import Node, NodeConfig, NodeIdentity, PeerConnection
 from plait.rpc import RequestContext, RpcClientConfig, RpcServerConfig, Service, rpc
 from plait.rpc.greeting import Greeting
@@ -22,6 +24,9 @@ from plait.transport import MemoryNetwork
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
+
+    from anyio.abc import ByteStream
+    from google.protobuf.message import Message
 
 FAST = RpcClientConfig(deadline=5, deadline_grace_period=5, handshake_timeout=5)
 """tari's smoke-test client settings: deadline, grace and handshake timeout of 5 s."""
@@ -134,3 +139,31 @@ async def extra_client(p: RpcPair) -> AsyncIterator[tuple[Node, PeerConnection]]
     """A further client node (another peer key) connected to the pair's server."""
     async with Node(NodeIdentity.generate(), memory_network=p.network) as node:
         yield node, await node.dial(p.address, p.server.peer_id)
+
+
+class RawSession:
+    """An RPC substream driven byte by byte: ``u32 BE length ‖ body`` frames."""
+
+    def __init__(self, stream: ByteStream) -> None:
+        self.stream = stream
+        self.reader = BufferedByteReceiveStream(stream)
+
+    async def send(self, body: Message | bytes) -> None:
+        data = body if isinstance(body, bytes) else body.SerializeToString()
+        await self.stream.send(struct.pack(">I", len(data)) + data)
+
+    async def read_frame(self, timeout: float = 10.0) -> bytes:
+        with anyio.fail_after(timeout):
+            (length,) = struct.unpack(">I", await self.reader.receive_exactly(4))
+            return await self.reader.receive_exactly(length)
+
+    async def handshake(self) -> None:
+        """The client's ``RpcSession{supported_versions:[0]}`` and the server's acceptance."""
+        await self.send(bytes.fromhex("0a0100"))
+        assert await self.read_frame() == bytes.fromhex("0800")
+
+    async def expect_end(self, timeout: float = 10.0) -> None:
+        """The server ended the session: end of stream (or a reset) and nothing else."""
+        with anyio.fail_after(timeout):
+            with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                await self.reader.receive()
