@@ -46,6 +46,12 @@ layers: tcp, crypto, noise, yamux, stack, connect, rpc (the default: all of them
 wan (Yamux window auto-tuning at 50 ms RTT through the shaping proxy; only from
 benchmarks/throughput.py in a source checkout). A layer's ceilings run with it.
 Progress goes to stderr when it is a terminal; the table goes to stdout.
+
+targets (performance.md §1, same-round ratios; set on asyncio):
+  noise-64k / serial-ceiling >= 0.75    serial-ceiling = 1/(1/tcp-bulk + 1/crypto)
+  stack-bulk-1 / serial-ceiling >= 0.60 stack-bulk-n / stack-bulk-1 >= 0.90
+  stack-streams >= 5000/s               connect / noise-handshake >= 0.40
+  rpc-unary / tcp-pingpong >= 0.50      wan-tuned / wan-fixed >= 10 (wan layer)
 """
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)

@@ -7,10 +7,12 @@ import platform
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from .model import format_size
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from .model import Check, Settings
+    from .model import Check, Derived, Settings, Variant
     from .runner import Plan, Results, Summary
 
 __all__ = ("JSON_SCHEMA_VERSION", "document", "machine_facts", "table", "versions")
@@ -109,11 +111,23 @@ def _met(check: Check, summary: Summary | None) -> bool | None:
     return summary.median >= check.target
 
 
+def _figures_in_order(the_plan: Plan) -> dict[str, Variant | Derived]:
+    """Measured figures in plan order, each derived one right after its last input."""
+    out: dict[str, Variant | Derived] = {v.name: v for v in the_plan.variants}
+    for d in the_plan.derived:
+        names = list(out)
+        at = max((names.index(n) + 1 for n in d.inputs if n in out), default=len(names))
+        items = list(out.items())
+        items.insert(at, (d.name, d))
+        out = dict(items)
+    return out
+
+
 def header(settings: Settings, facts: Mapping[str, Any], vers: Mapping[str, str | None]) -> str:
     loop = settings.backend + (" + uvloop" if settings.uvloop else "")
     lines = [
         f"plait bench: backend {loop}, {settings.rounds} round(s), one process, loopback TCP; "
-        f"size {settings.size // (1024 * 1024)} MiB, {settings.streams} streams"
+        f"size {format_size(settings.size)}, {settings.streams} streams"
         + (", quick" if settings.quick else ""),
         f"machine: {facts['cpu']}, {facts['cores']} cores, {facts['os']}; "
         f"load {'/'.join(str(x) for x in facts.get('loadavg', []))} at start",
@@ -130,8 +144,9 @@ def table(
     results: Results,
 ) -> str:
     """The figures, then every check with its target and whether it was met."""
-    units = {v.name: (v.layer, v.unit, v.note) for v in the_plan.variants}
-    units.update((d.name, (d.layer, d.unit, d.note)) for d in the_plan.derived)
+    units = {
+        name: (f.layer, f.unit, f.note) for name, f in _figures_in_order(the_plan).items()
+    }
     lines = [
         f"{'layer':<8}{'figure':<18}{'median':>12}  {'[min..max]':<24}{'unit':<9}what",
     ]
@@ -190,11 +205,10 @@ def document(
     command: list[str],
 ) -> dict[str, Any]:
     """The ``--json`` document."""
-    figure_info: dict[str, Any] = {}
-    for v in the_plan.variants:
-        figure_info[v.name] = {"layer": v.layer, "unit": v.unit, "note": v.note, "derived": False}
-    for d in the_plan.derived:
-        figure_info[d.name] = {"layer": d.layer, "unit": d.unit, "note": d.note, "derived": True}
+    figure_info: dict[str, Any] = {
+        name: {"layer": f.layer, "unit": f.unit, "note": f.note, "derived": f in the_plan.derived}
+        for name, f in _figures_in_order(the_plan).items()
+    }
     out_figures: dict[str, Any] = {}
     for name, info in figure_info.items():
         summary = figures.get(name)
