@@ -17,7 +17,8 @@ a length prefix or a message is a violation. At most one incomplete message (≤
 is buffered.
 
 After any violation the connection is FAILED: the error is raised once and every later call
-raises :class:`NoiseStateError`.
+raises :class:`NoiseStateError` chained from it (``__cause__``), so the peer's violation is
+not lost when a caller only sees the later error.
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ class NoiseConnection:
         self.handshake_hash: bytes | None = None
         """``h`` once the handshake is complete."""
         self.eof_received = False
+        self._failure: NoiseError | None = None
+        """The error that failed the connection; later NoiseStateErrors chain from it."""
 
     # -- commands ----------------------------------------------------------------------
 
@@ -165,8 +168,9 @@ class NoiseConnection:
         with memoryview(data) as incoming:
             if not incoming.nbytes:
                 if self.phase is not HandshakePhase.TRANSPORT:
-                    self._fail()
-                    raise NoiseProtocolViolation("connection closed during the Noise handshake")
+                    raise self._fail(
+                        NoiseProtocolViolation("connection closed during the Noise handshake")
+                    )
                 self._eof_pending = True
                 return []
             if self._inpos:
@@ -195,24 +199,26 @@ class NoiseConnection:
         if available >= 2:
             (length,) = _unpack_len(buf, pos)
             if length < TAG_SIZE:
-                self._fail()
-                raise NoiseProtocolViolation("transport message shorter than its tag", seen=length)
+                raise self._fail(
+                    NoiseProtocolViolation("transport message shorter than its tag", seen=length)
+                )
             if available >= 2 + length:
                 message = memoryview(buf)[pos + 2 : pos + 2 + length]
                 try:
                     plaintext = cipher.decrypt_with_ad(b"", message)
-                except NoiseProtocolViolation:
+                except NoiseProtocolViolation as exc:
                     message.release()
-                    self._fail()
+                    self._fail(exc)
                     raise
                 message.release()
                 self._inpos = pos + 2 + length
                 return plaintext
         if self._eof_pending:
             if available:
-                self._fail()
-                raise NoiseProtocolViolation(
-                    "connection closed inside a Noise message", seen=available
+                raise self._fail(
+                    NoiseProtocolViolation(
+                        "connection closed inside a Noise message", seen=available
+                    )
                 )
             self.eof_received = True
         return None
@@ -241,10 +247,11 @@ class NoiseConnection:
         assert hs is not None
         expected = hs.next_message_size(0)
         if length != expected:
-            self._fail()
-            raise NoiseProtocolViolation(
-                f"handshake message of {length} bytes, expected {expected} (empty payload)",
-                seen=length,
+            raise self._fail(
+                NoiseProtocolViolation(
+                    f"handshake message of {length} bytes, expected {expected} (empty payload)",
+                    seen=length,
+                )
             )
 
     def _write_handshake_message(self) -> None:
@@ -267,8 +274,8 @@ class NoiseConnection:
                 return None
             if self.phase is HandshakePhase.INITIATOR_EXPECT_RESPONSE:
                 self._write_handshake_message()
-        except NoiseError:
-            self._fail()
+        except NoiseError as exc:
+            self._fail(exc)
             raise
         return self._finish_handshake(hs)
 
@@ -281,15 +288,18 @@ class NoiseConnection:
         self.phase = HandshakePhase.TRANSPORT
         return HandshakeCompleted(remote_static_key=hs.rs, handshake_hash=hs.handshake_hash)
 
-    def _fail(self) -> None:
+    def _fail(self, error: NoiseError) -> NoiseError:
+        """Enter FAILED, remembering ``error`` (later calls chain from it); return it."""
+        self._failure = error
         self.phase = HandshakePhase.FAILED
         self._handshake = None
         self.send_cipher = self.receive_cipher = None
         self._inbuf.clear()
         self._inpos = 0
         self._outbuf.clear()
+        return error
 
     def _check_not_failed(self) -> None:
         if self.phase is HandshakePhase.FAILED:
-            raise NoiseStateError("the Noise connection has failed")
+            raise NoiseStateError("the Noise connection has failed") from self._failure
 
