@@ -6,6 +6,7 @@ Figures (one process, both ends on one event loop, TCP on 127.0.0.1; performance
 tcp-bulk                  anyio TCP, 256 KiB sends, 4 × ``--size`` bytes (MB/s)
 tcp-bulk-64k / -1k        anyio TCP in 64 KiB / 1 KiB sends (the Noise write sizes)
 tcp-pingpong              100-byte request, 100-byte reply, one connection (round trips/s)
+*-pingpong                the same over NoiseStream / one open Yamux substream
 crypto                    ChaCha20-Poly1305 encrypt+decrypt of 65 519-byte blocks (MB/s)
 serial-ceiling            1 / (1/tcp-bulk + 1/crypto): one process pays for both
 noise-64k / noise-1k      NoiseStream bulk in 64 KiB / 1 KiB writes (MB/s)
@@ -67,28 +68,33 @@ async def tcp_bulk(write: int, total: int) -> float:
         return await bulk_transfer(client, server, total, write)
 
 
-async def tcp_pingpong(settings: Settings) -> float:
-    """100-byte ping-pong round trips per second on one connection."""
-    count = settings.pick(10000, 500)
+async def pingpong(client: ByteStream, server: ByteStream, count: int) -> float:
+    """100-byte ping-pong round trips per second: ``client`` sends, ``server`` echoes."""
     message = os.urandom(PINGPONG_SIZE)
-    async with tcp_pair() as (client, server):
 
-        async def echo() -> None:
-            while True:
-                await server.send(await receive_exactly(server, PINGPONG_SIZE))
+    async def echo() -> None:
+        while True:
+            await server.send(await receive_exactly(server, PINGPONG_SIZE))
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(echo)
-            for _ in range(10):  # warm the path
-                await client.send(message)
-                await receive_exactly(client, PINGPONG_SIZE)
-            start = time.perf_counter()
-            for _ in range(count):
-                await client.send(message)
-                await receive_exactly(client, PINGPONG_SIZE)
-            elapsed = time.perf_counter() - start
-            tg.cancel_scope.cancel()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(echo)
+        for _ in range(10):  # warm the path
+            await client.send(message)
+            await receive_exactly(client, PINGPONG_SIZE)
+        start = time.perf_counter()
+        for _ in range(count):
+            await client.send(message)
+            if await receive_exactly(client, PINGPONG_SIZE) != message:
+                raise RuntimeError("bad echo")
+        elapsed = time.perf_counter() - start
+        tg.cancel_scope.cancel()
     return count / elapsed
+
+
+async def tcp_pingpong(settings: Settings) -> float:
+    """100-byte ping-pong round trips per second on one raw TCP connection."""
+    async with tcp_pair() as (client, server):
+        return await pingpong(client, server, settings.pick(10000, 500))
 
 
 def tcp_layer(settings: Settings) -> LayerParts:
@@ -170,6 +176,11 @@ async def noise_bulk(write: int, total: int) -> float:
         return await bulk_transfer(client, server, total, write)
 
 
+async def noise_pingpong(settings: Settings) -> float:
+    async with noise_pair() as (client, server):
+        return await pingpong(client, server, settings.pick(5000, 300))
+
+
 def noise_layer(settings: Settings) -> LayerParts:
     small = max(settings.size // 8, 64 * 1024)
     return LayerParts(
@@ -184,12 +195,18 @@ def noise_layer(settings: Settings) -> LayerParts:
                 note=f"NoiseStream, {format_size(small)} in 1 KiB writes",
                 run=lambda s: noise_bulk(1024, small),
             ),
+            Variant(
+                name="noise-pingpong", layer="noise", unit="/s",
+                note=f"{PINGPONG_SIZE}-byte ping-pong round trips over NoiseStream",
+                run=noise_pingpong,
+            ),
         ],
         derived=[SERIAL_CEILING],
         checks=[
             Check(layer="noise", numerator="noise-64k", denominator="serial-ceiling", target=0.75),
             Check(layer="noise", numerator="noise-64k", denominator="tcp-bulk-64k"),
             Check(layer="noise", numerator="noise-1k", denominator="tcp-bulk-1k"),
+            Check(layer="noise", numerator="noise-pingpong", denominator="tcp-pingpong"),
         ],
     )
 
@@ -274,6 +291,16 @@ async def mux_stream_rate(secure: bool, count: int) -> float:
     return count / elapsed
 
 
+async def mux_pingpong(secure: bool, count: int) -> float:
+    """100-byte ping-pong round trips per second on one open substream."""
+    async with mux_pair(secure) as pair:
+        client = await pair.client.open_stream()
+        await client.send(b"!")
+        server = await pair.server.accept_stream()
+        await receive_exactly(server, 1)
+        return await pingpong(client, server, count)
+
+
 def _mux_layer(settings: Settings, *, secure: bool) -> LayerParts:
     layer = "stack" if secure else "yamux"
     what = "Yamux/Noise/TCP" if secure else "Yamux/plain TCP"
@@ -294,6 +321,11 @@ def _mux_layer(settings: Settings, *, secure: bool) -> LayerParts:
             note=f"{what}, stream open + 1-byte echo + close",
             run=lambda s: mux_stream_rate(secure, s.pick(3000, 200)),
         ),
+        Variant(
+            name=f"{layer}-pingpong", layer=layer, unit="/s",
+            note=f"{what}, {PINGPONG_SIZE}-byte ping-pong on one open substream",
+            run=lambda s: mux_pingpong(secure, s.pick(5000, 300)),
+        ),
     ]
     if secure:
         checks = [
@@ -302,6 +334,7 @@ def _mux_layer(settings: Settings, *, secure: bool) -> LayerParts:
             Check(layer=layer, numerator="stack-bulk-n", denominator="stack-bulk-1", target=0.90),
             Check(layer=layer, numerator="stack-streams", target=5000.0),
             Check(layer=layer, numerator="stack-streams", denominator="tcp-pingpong"),
+            Check(layer=layer, numerator="stack-pingpong", denominator="tcp-pingpong"),
             Check(layer=layer, numerator="stack-bulk-1", denominator="tcp-bulk"),
         ]
         return LayerParts(variants=variants, derived=[SERIAL_CEILING], checks=checks)
@@ -309,6 +342,7 @@ def _mux_layer(settings: Settings, *, secure: bool) -> LayerParts:
         Check(layer=layer, numerator="yamux-bulk-1", denominator="tcp-bulk"),
         Check(layer=layer, numerator="yamux-bulk-n", denominator="yamux-bulk-1"),
         Check(layer=layer, numerator="yamux-streams", denominator="tcp-pingpong"),
+        Check(layer=layer, numerator="yamux-pingpong", denominator="tcp-pingpong"),
     ]
     return LayerParts(variants=variants, checks=checks)
 

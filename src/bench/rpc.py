@@ -232,6 +232,7 @@ def rpc_layer(settings: Settings) -> LayerParts:
         checks=[
             Check(layer="rpc", numerator="rpc-unary", denominator="tcp-pingpong", target=0.50),
             Check(layer="rpc", numerator="rpc-unary-pool", denominator="tcp-pingpong"),
+            Check(layer="rpc", numerator="rpc-unary", denominator="stack-pingpong"),
             Check(layer="rpc", numerator="rpc-stream-1k", denominator="tcp-pingpong"),
             Check(layer="rpc", numerator="rpc-stream-1m", denominator="tcp-pingpong"),
             Check(layer="rpc", numerator="rpc-session", denominator="tcp-pingpong"),

@@ -72,10 +72,10 @@ def names(the_plan: Plan) -> set[str]:
 def test_a_layer_brings_only_the_ceilings_its_checks_need() -> None:
     rpc = plan(BUILTIN_LAYERS, ["rpc"], Settings())
     assert names(rpc) == {"rpc-unary", "rpc-unary-pool", "rpc-stream-1k", "rpc-stream-1m",
-                          "rpc-session", "tcp-pingpong"}
+                          "rpc-session", "tcp-pingpong", "stack-pingpong"}
     noise = plan(BUILTIN_LAYERS, ["noise"], Settings())
-    assert names(noise) == {"noise-64k", "noise-1k", "tcp-bulk", "tcp-bulk-64k", "tcp-bulk-1k",
-                            "crypto"}
+    assert names(noise) == {"noise-64k", "noise-1k", "noise-pingpong", "tcp-bulk",
+                            "tcp-bulk-64k", "tcp-bulk-1k", "tcp-pingpong", "crypto"}
     assert [d.name for d in noise.derived] == ["serial-ceiling"]
     connect = plan(BUILTIN_LAYERS, ["connect"], Settings())
     assert names(connect) == {"connect", "noise-handshake"}

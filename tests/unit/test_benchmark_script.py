@@ -55,7 +55,7 @@ def check_document(data: dict[str, Any], layers: tuple[str, ...], backend: str) 
         assert figure["min"] <= figure["median"] <= figure["max"], name
         assert figure["unit"] and figure["note"], name
     for name in ("tcp-bulk", "tcp-pingpong", "crypto", "serial-ceiling", "noise-64k",
-                 "noise-1k", "yamux-bulk-1", "yamux-bulk-n", "yamux-streams", "stack-bulk-1",
+                 "noise-1k", "noise-pingpong", "yamux-pingpong", "stack-pingpong", "yamux-bulk-1", "yamux-bulk-n", "yamux-streams", "stack-bulk-1",
                  "stack-bulk-n", "stack-streams", "noise-handshake", "connect", "rpc-unary",
                  "rpc-unary-pool", "rpc-stream-1k", "rpc-stream-1m", "rpc-session"):
         assert name in figures, name
