@@ -59,7 +59,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"plait {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser(
+    demo = sub.add_parser(
         "demo",
         help="two nodes in one process over TCP: handshake, substreams, echo, RPC",
         description="Run two nodes in one process over TCP on 127.0.0.1 and print a "
@@ -67,6 +67,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "exchange), negotiated echo substreams, RPC calls, a stream and a "
         "NO_SERVER_SESSIONS_AVAILABLE rejection.",
     )
+    demo.add_argument("--backend", default="asyncio", choices=("asyncio", "trio"),
+                      help="the anyio backend to run on (default asyncio)")
     node = sub.add_parser(
         "node",
         help="run a node serving /plait/echo/1 and the Greeting RPC service until Ctrl-C",
@@ -328,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from .demo import run_demo
 
-        return run_demo()
+        return run_demo(backend=args.backend)
     if args.command == "node":
         return _run_node(args)
     if args.command == "call":

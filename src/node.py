@@ -700,6 +700,9 @@ class Node:
     :param identity: the node's key pair; its public key is the node's identity.
     :param config: limits and timeouts.
     :param memory_network: the in-process network serving ``memory://`` addresses.
+    :param tcp_transport: the transport serving ``tcp://`` addresses; default
+        ``TcpTransport(config.tcp)``. Pass a wrapper to observe or shape the raw bytes (the
+        demo prints the upgrade's bytes this way).
     """
 
     def __init__(
@@ -708,11 +711,14 @@ class Node:
         config: NodeConfig | None = None,
         *,
         memory_network: MemoryNetwork | None = None,
+        tcp_transport: Transport | None = None,
     ) -> None:
         self._identity = identity
         self.config = config if config is not None else NodeConfig()
         self._memory = memory_network
-        self._tcp = TcpTransport(self.config.tcp)
+        self._tcp: Transport = (
+            tcp_transport if tcp_transport is not None else TcpTransport(self.config.tcp)
+        )
         self._upgrader = Upgrader(
             StaticKeypair.from_private_bytes(identity.private_bytes()),
             self._local_identity,
