@@ -57,6 +57,7 @@ class FrameDecoder:
 
     @property
     def max_frame_size(self) -> int:
+        """The largest frame body accepted, in bytes."""
         return self._max_frame_size
 
     @property

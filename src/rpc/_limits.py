@@ -55,10 +55,12 @@ class SessionSlot:
 
     @property
     def peer_key(self) -> bytes:
+        """The peer key the slot is counted against."""
         return self._peer_key
 
     @property
     def released(self) -> bool:
+        """Whether the slot was given back."""
         return self._released
 
     def release(self) -> None:
@@ -122,6 +124,7 @@ class SessionLimits:
 
     @classmethod
     def from_config(cls, config: RpcServerConfig) -> SessionLimits:
+        """Limits with the caps of an :class:`~plait.rpc.RpcServerConfig`."""
         return cls(config.max_sessions, config.max_sessions_per_peer)
 
     def __repr__(self) -> str:

@@ -140,10 +140,12 @@ class PoolState:
 
     @property
     def is_exclusive(self) -> bool:
+        """Whether a session serves one lease at a time."""
         return self._exclusive
 
     @property
     def is_closed(self) -> bool:
+        """Whether :meth:`close` was called."""
         return self._closed
 
     @property
@@ -157,6 +159,7 @@ class PoolState:
         return 0 if entry is None else entry.leases
 
     def statistics(self) -> PoolStatistics:
+        """Open, opening and idle sessions and leases now."""
         open_entries = [e for e in self._entries.values() if not e.opening]
         return PoolStatistics(
             size=self._size,

@@ -236,10 +236,12 @@ class ClientSessionState:
 
     @property
     def config(self) -> RpcClientConfig:
+        """The limits this core enforces."""
         return self._config
 
     @property
     def phase(self) -> ClientSessionPhase:
+        """Where the session is in its life cycle."""
         return self._phase
 
     @property
@@ -613,14 +615,17 @@ class ServerSessionState:
 
     @property
     def config(self) -> RpcServerConfig:
+        """The limits this core enforces."""
         return self._config
 
     @property
     def phase(self) -> ServerSessionPhase:
+        """Where the session is in its life cycle."""
         return self._phase
 
     @property
     def is_closed(self) -> bool:
+        """Whether the session has ended (no more input is processed)."""
         return self._phase in (ServerSessionPhase.CLOSED, ServerSessionPhase.FAILED)
 
     @property

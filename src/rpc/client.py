@@ -145,10 +145,12 @@ class RpcClient:
 
     @property
     def config(self) -> RpcClientConfig:
+        """The session's deadlines and limits."""
         return self._core.config
 
     @property
     def protocol(self) -> bytes:
+        """The negotiated protocol id the session runs on (informational)."""
         return self._protocol
 
     @property

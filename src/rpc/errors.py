@@ -63,6 +63,7 @@ class RpcStatusError(RpcError):
 
     @classmethod
     def from_status(cls, status: RpcStatus) -> RpcStatusError:
+        """The error for a non-OK :class:`~plait.rpc.RpcStatus`."""
         return cls(status.code, status.details)
 
 

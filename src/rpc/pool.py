@@ -82,6 +82,7 @@ class RpcClientPool(Generic[C]):
 
     @property
     def config(self) -> PoolConfig:
+        """Size, exclusivity and the exclusive acquire timeout."""
         return self._config
 
     def statistics(self) -> PoolStatistics:

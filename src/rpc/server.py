@@ -83,6 +83,7 @@ class RpcServer:
 
     @property
     def config(self) -> RpcServerConfig:
+        """The caps, timeouts and limits every service of this server shares."""
         return self._config
 
     @property

@@ -204,14 +204,17 @@ class ServiceClient:
 
     @property
     def session(self) -> RpcClient:
+        """The underlying session (raw ``request``/``stream_request`` by method number)."""
         return self._session
 
     @property
     def is_connected(self) -> bool:
+        """``False`` once the session was closed, ended by the server, or failed."""
         return self._session.is_connected
 
     @property
     def last_request_latency(self) -> float | None:
+        """Seconds: the handshake round trip, then the wait for the latest response frame."""
         return self._session.last_request_latency
 
     async def ping(self) -> float:
@@ -219,6 +222,7 @@ class ServiceClient:
         return await self._session.ping()
 
     async def aclose(self) -> None:
+        """Close the session and its substream (idempotent); frees the server's slot."""
         await self._session.aclose()
 
     async def __aenter__(self) -> Self:

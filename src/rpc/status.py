@@ -96,40 +96,50 @@ class RpcStatus:
 
     @property
     def is_ok(self) -> bool:
+        """Whether the code is ``OK``."""
         return self.code is StatusCode.OK
 
     @classmethod
     def ok(cls) -> RpcStatus:
+        """The ``OK`` status."""
         return cls(StatusCode.OK)
 
     @classmethod
     def bad_request(cls, details: str) -> RpcStatus:
+        """``BAD_REQUEST`` (1) with ``details``."""
         return cls(StatusCode.BAD_REQUEST, details)
 
     @classmethod
     def unsupported_method(cls, details: str) -> RpcStatus:
+        """``UNSUPPORTED_METHOD`` (2) with ``details``."""
         return cls(StatusCode.UNSUPPORTED_METHOD, details)
 
     @classmethod
     def not_implemented(cls, details: str) -> RpcStatus:
+        """``NOT_IMPLEMENTED`` (3) with ``details``."""
         return cls(StatusCode.NOT_IMPLEMENTED, details)
 
     @classmethod
     def timed_out(cls, details: str) -> RpcStatus:
+        """``TIMEOUT`` (4) with ``details``."""
         return cls(StatusCode.TIMEOUT, details)
 
     @classmethod
     def general(cls, details: str) -> RpcStatus:
+        """``GENERAL`` (6) with ``details``."""
         return cls(StatusCode.GENERAL, details)
 
     @classmethod
     def not_found(cls, details: str) -> RpcStatus:
+        """``NOT_FOUND`` (7) with ``details``."""
         return cls(StatusCode.NOT_FOUND, details)
 
     @classmethod
     def forbidden(cls, details: str) -> RpcStatus:
+        """``FORBIDDEN`` (9) with ``details``."""
         return cls(StatusCode.FORBIDDEN, details)
 
     @classmethod
     def conflict(cls, details: str) -> RpcStatus:
+        """``CONFLICT`` (10) with ``details``."""
         return cls(StatusCode.CONFLICT, details)
