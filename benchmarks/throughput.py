@@ -76,4 +76,11 @@ WAN_LAYER = Layer(
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], prog="benchmarks/throughput.py", extra_layers=[WAN_LAYER]))
+    sys.exit(
+        main(
+            sys.argv[1:],
+            prog="benchmarks/throughput.py",
+            extra_layers=[WAN_LAYER],
+            child_command=[sys.executable, str(Path(__file__).resolve())],
+        )
+    )

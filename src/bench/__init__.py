@@ -9,7 +9,8 @@ whether each was met. ``--json FILE`` writes the results with the machine and ve
 
 The pieces: :mod:`plait.bench.model` (settings, variants, checks, layers),
 :mod:`plait.bench.layers` and :mod:`plait.bench.rpc` (the measurements),
-:mod:`plait.bench.runner` (selection, rounds, statistics), :mod:`plait.bench.report`
+:mod:`plait.bench.runner` (selection, rounds, statistics), :mod:`plait.bench.isolate` (a
+fresh process per round, the default), :mod:`plait.bench.report`
 (table, JSON, machine facts), :mod:`plait.bench.cli` (:func:`main`). Extra layers (the WAN
 profile of ``benchmarks/``) plug in through ``main(extra_layers=...)``.
 """

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from .isolate import CHILD_OPTION, child_round, rounds_in_children
 from .layers import BUILTIN_LAYERS
 from .model import MiB, Settings
 from .progress import ProgressBar
@@ -99,7 +100,34 @@ def _parser(prog: str | None) -> argparse.ArgumentParser:
                         help="also write machine-readable results to FILE")
     parser.add_argument("--quick", action="store_true",
                         help="small sizes and counts, no warm-up: a few seconds in all")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run every round in this process (default: a fresh process "
+                        "per round, each warmed up)")
+    parser.add_argument(CHILD_OPTION, dest="child_round", type=_round, default=None,
+                        help=argparse.SUPPRESS)
     return parser
+
+
+def _round(text: str) -> tuple[int, int]:
+    number, _, total = text.partition("/")
+    try:
+        return int(number), int(total)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not K/N: {text!r}") from None
+
+
+def _without_json(arguments: Sequence[str]) -> list[str]:
+    """The arguments for a child round: the same, less ``--json`` (the parent writes it)."""
+    out: list[str] = []
+    skip = False
+    for argument in arguments:
+        if skip:
+            skip = False
+        elif argument == "--json":
+            skip = True
+        elif not argument.startswith("--json="):
+            out.append(argument)
+    return out
 
 
 def _layers(requested: Sequence[str] | None, available: Sequence[Layer]) -> list[str]:
@@ -132,6 +160,7 @@ def main(
     *,
     prog: str | None = "plait bench",
     extra_layers: Sequence[Layer] = (),
+    child_command: Sequence[str] | None = None,
 ) -> int:
     """Run the benchmark; return the exit status.
 
@@ -142,6 +171,10 @@ def main(
     :param prog: the command name shown in usage messages.
     :param extra_layers: layers beyond the built-in ones (``benchmarks/throughput.py`` adds
         ``wan``).
+    :param child_command: the command that runs this benchmark again, for the fresh process
+        of each round (:mod:`plait.bench.isolate`); default ``python -m plait.bench`` when
+        there are no extra layers. With extra layers and no command, every round runs in
+        this process (as with ``--in-process``).
     """
     parser = _parser(prog)
     arguments = sys.argv[1:] if argv is None else list(argv)
@@ -168,15 +201,28 @@ def main(
         parser.error(str(exc))
     facts, vers = machine_facts(), versions()
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    warm = 0 if settings.quick else sum(v.warm_up for v in the_plan.variants)
-    bar = ProgressBar(warm + settings.rounds * len(the_plan.variants))
-    clock = time.perf_counter()
     backend_options = {"use_uvloop": True} if settings.uvloop else None
+    if args.child_round is not None:
+        number, total = args.child_round
+        return child_round(the_plan, settings, number, total, backend_options)
+    if child_command is None and not extra_layers:
+        child_command = [sys.executable, "-m", "plait.bench"]
+    fresh = child_command is not None and not args.in_process
+    warm = 0 if settings.quick else sum(v.warm_up for v in the_plan.variants)
+    steps = settings.rounds * (warm * fresh + len(the_plan.variants)) + warm * (not fresh)
+    bar = ProgressBar(steps)
+    clock = time.perf_counter()
     try:
-        results = anyio.run(
-            run_plan, the_plan, settings, bar.step,
-            backend=settings.backend, backend_options=backend_options,
-        )
+        if fresh:
+            assert child_command is not None
+            results = rounds_in_children(
+                child_command, _without_json(arguments), settings.rounds, bar.step
+            )
+        else:
+            results = anyio.run(
+                run_plan, the_plan, settings, bar.step,
+                backend=settings.backend, backend_options=backend_options,
+            )
     finally:
         bar.close()
     elapsed = time.perf_counter() - clock
@@ -184,19 +230,21 @@ def main(
     names = [v.name for v in the_plan.variants] + [d.name for d in the_plan.derived]
     figures = summarize(results.rounds, names)
     checks = summarize(results.checks, [c.name for c in the_plan.checks])
-    print(header(settings, facts, vers))
-    print(f"{elapsed:.0f} s in all; load {'/'.join(map(str, load_after or []))} at the end")
-    print()
-    print(table(the_plan, figures, checks, results))
+    isolation = "a fresh process per round" if fresh else "every round in one process"
     if args.json:
         doc = document(
             settings=settings, the_plan=the_plan, results=results, figures=figures,
             checks=checks, facts=facts, vers=vers, started=started, elapsed=elapsed,
-            load_after=load_after, command=[parser.prog, *arguments],
+            load_after=load_after, command=[parser.prog, *arguments], isolation=isolation,
         )
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=2)
             f.write("\n")
+    print(header(settings, facts, vers, isolation))
+    print(f"{elapsed:.0f} s in all; load {'/'.join(map(str, load_after or []))} at the end")
+    print()
+    print(table(the_plan, figures, checks, results))
+    if args.json:
         print(f"\nresults written to {args.json}")
     sys.stdout.flush()
     return 1 if results.errors else 0

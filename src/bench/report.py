@@ -123,10 +123,16 @@ def _figures_in_order(the_plan: Plan) -> dict[str, Variant | Derived]:
     return out
 
 
-def header(settings: Settings, facts: Mapping[str, Any], vers: Mapping[str, str | None]) -> str:
+def header(
+    settings: Settings,
+    facts: Mapping[str, Any],
+    vers: Mapping[str, str | None],
+    isolation: str,
+) -> str:
     loop = settings.backend + (" + uvloop" if settings.uvloop else "")
     lines = [
-        f"plait bench: backend {loop}, {settings.rounds} round(s), one process, loopback TCP; "
+        f"plait bench: backend {loop}, {settings.rounds} round(s), {isolation}; both ends "
+        "on one event loop, loopback TCP; "
         f"size {format_size(settings.size)}, {settings.streams} streams"
         + (", quick" if settings.quick else ""),
         f"machine: {facts['cpu']}, {facts['cores']} cores, {facts['os']}; "
@@ -203,6 +209,7 @@ def document(
     elapsed: float,
     load_after: list[float] | None,
     command: list[str],
+    isolation: str,
 ) -> dict[str, Any]:
     """The ``--json`` document."""
     figure_info: dict[str, Any] = {
@@ -251,6 +258,7 @@ def document(
             "size": settings.size,
             "streams": settings.streams,
             "quick": settings.quick,
+            "isolation": isolation,
         },
         "machine": dict(facts) | {"loadavg_after": load_after},
         "versions": dict(vers),

@@ -5,7 +5,9 @@ their variants, derived figures and checks, and every figure a check or a derive
 needs is added from whichever layer provides it (so ``--layer rpc`` also measures the raw
 TCP ping-pong it is compared with).
 
-Rounds (performance.md §5). A warm-up pass runs each variant once at quick sizes, unrecorded
+Rounds (performance.md §5). ``plait bench`` runs each round in a fresh process
+(:mod:`plait.bench.isolate`), which calls :func:`run_plan` for one round; ``--in-process``
+runs them all here. A warm-up pass runs each variant once at quick sizes, unrecorded
 (skipped by ``--quick``). Then each round runs every selected variant once, in a freshly
 shuffled order, after a garbage collection, each under a time limit. Derived figures and
 check values are computed *inside* each round; the report gives, for every figure and
@@ -116,6 +118,14 @@ class Results:
     errors: dict[str, list[str]] = field(default_factory=dict)
 
 
+    def merge(self, other: Results) -> None:
+        """Append ``other``'s rounds and failures to these."""
+        self.rounds.extend(other.rounds)
+        self.checks.extend(other.checks)
+        for name, errors in other.errors.items():
+            self.errors.setdefault(name, []).extend(errors)
+
+
 def check_value(check: Check, values: dict[str, float]) -> float | None:
     """The check's value in one round, or None when a figure is missing or zero."""
     if any(name not in values for name in check.inputs):
@@ -130,9 +140,19 @@ def check_value(check: Check, values: dict[str, float]) -> float | None:
 
 
 async def run_plan(
-    the_plan: Plan, settings: Settings, progress: Callable[[str], None] | None = None
+    the_plan: Plan,
+    settings: Settings,
+    progress: Callable[[str], None] | None = None,
+    *,
+    round_numbers: tuple[int, int] | None = None,
 ) -> Results:
-    """Warm up, then run ``settings.rounds`` rounds (module docstring)."""
+    """Warm up, then run ``settings.rounds`` rounds (module docstring).
+
+    :param progress: called with a label before each step.
+    :param round_numbers: ``(first, total)`` for the labels when these rounds are part of a
+        larger run (a child process runs round ``first`` of ``total``).
+    """
+    first, total = round_numbers if round_numbers is not None else (1, settings.rounds)
     results = Results()
     limit = QUICK_TIME_LIMIT if settings.quick else VARIANT_TIME_LIMIT
     if not settings.quick:
@@ -148,7 +168,7 @@ async def run_plan(
         values: dict[str, float] = {}
         for variant in order:
             if progress is not None:
-                progress(f"round {number + 1}/{settings.rounds}: {variant.name}")
+                progress(f"round {first + number}/{total}: {variant.name}")
             value = await _run_one(variant, settings, limit, results)
             if value is not None:
                 values[variant.name] = value

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
 from plait.bench import Check, Derived, Layer, LayerParts, Settings, Variant, main
-from plait.bench.cli import parse_size
+from plait.bench.cli import _without_json, parse_size
+from plait.bench.isolate import MESSAGE_PREFIX, rounds_in_children
 from plait.bench.layers import BUILTIN_LAYERS
 from plait.bench.progress import ProgressBar
 from plait.bench.runner import Plan, SelectionError, Summary, check_value, plan, run_plan, summarize
@@ -173,6 +175,7 @@ def test_main_writes_json_and_a_table_with_verdicts(
     (check,) = data["checks"]
     assert check["name"] == "num / den" and check["median"] == 2.5 and check["met"] is True
     assert data["options"]["layers"] == ["fake"] and data["options"]["rounds"] == 2
+    assert data["options"]["isolation"] == "every round in one process"  # extra layers
     assert data["command"][1:] == ["--layer", "fake", "--quick", "--json", str(out)]
     stdout = capsys.readouterr().out
     assert "targets met: 1 of 1" in stdout
@@ -223,3 +226,40 @@ def test_progress_draws_when_enabled() -> None:
     assert "[" + "." * 20 + "] 0/4" in text and "first" in text
     assert "[" + "#" * 5 + "." * 15 + "] 1/4" in text and "second" in text
     assert text.endswith("\r\x1b[K")
+
+
+# -- a fresh process per round ----------------------------------------------------------------
+
+CHILD = f"""
+import json, sys
+k = sys.argv[sys.argv.index("--_round") + 1].split("/")[0]
+print("noise a child may print")
+def emit(m):
+    print({MESSAGE_PREFIX!r} + json.dumps(m), flush=True)
+emit({{"step": "round " + k + ": x"}})
+emit({{"values": {{"x": float(k)}}, "checks": {{"x": float(k)}}, "errors": {{}}}})
+"""
+
+
+def test_rounds_in_children_collects_each_round() -> None:
+    labels: list[str] = []
+    results = rounds_in_children([sys.executable, "-c", CHILD], ["--quick"], 3, labels.append)
+    assert results.rounds == [{"x": 1.0}, {"x": 2.0}, {"x": 3.0}]
+    assert results.checks == results.rounds
+    assert results.errors == {}
+    assert labels == ["round 1: x", "round 2: x", "round 3: x"]
+
+
+def test_a_child_that_dies_is_a_failed_round() -> None:
+    crash = "import sys; sys.stderr.write('it broke'); sys.exit(3)"
+    results = rounds_in_children([sys.executable, "-c", crash], [], 2, lambda label: None)
+    assert results.rounds == []
+    assert results.errors == {
+        f"round {n}": [f"the process of round {n} exited with status 3: it broke"] for n in (1, 2)
+    }
+
+
+def test_children_get_the_arguments_without_json() -> None:
+    assert _without_json(["--quick", "--json", "out.json", "--layer", "rpc", "--json=x"]) == [
+        "--quick", "--layer", "rpc"
+    ]

@@ -1,8 +1,9 @@
 """The benchmark runs end to end with --quick (a few seconds), so it cannot rot.
 
 ``benchmarks/throughput.py`` (the wrapper ``make bench`` runs, with the wan layer) on asyncio
-and ``python -m plait.bench`` (what ``plait bench`` runs) on trio; each writes --json, whose
-figures must cover every layer with sane positive numbers. No timing is asserted.
+with a fresh process per round, and ``python -m plait.bench`` (what ``plait bench`` runs) on
+trio with every round in one process; each writes --json, whose figures must cover every
+layer with sane positive numbers. No timing is asserted.
 """
 
 from __future__ import annotations
@@ -41,8 +42,11 @@ def run_quick(command: list[str], out: Path) -> tuple[dict[str, Any], str]:
     return json.loads(out.read_text()), result.stdout
 
 
-def check_document(data: dict[str, Any], layers: tuple[str, ...], backend: str) -> None:
+def check_document(
+    data: dict[str, Any], layers: tuple[str, ...], backend: str, isolation: str
+) -> None:
     assert data["options"]["backend"] == backend
+    assert data["options"]["isolation"] == isolation
     assert data["options"]["quick"] is True
     rounds = data["options"]["rounds"]
     assert rounds == 2 and len(data["rounds"]) == rounds
@@ -78,17 +82,18 @@ def test_wrapper_script_quick_run_covers_every_layer(tmp_path: Path) -> None:
     data, stdout = run_quick(
         [sys.executable, str(SCRIPT), "--layer", "all"], tmp_path / "bench.json"
     )
-    check_document(data, (*BUILTIN_LAYERS, "wan"), "asyncio")
+    check_document(data, (*BUILTIN_LAYERS, "wan"), "asyncio", "a fresh process per round")
     assert data["figures"]["wan-tuned"]["median"] > 0
     assert data["figures"]["wan-fixed"]["median"] > 0
     assert {c["name"]: c for c in data["checks"]}["wan-tuned / wan-fixed"]["target"] == 10.0
     assert "targets met:" in stdout and "serial-ceiling" in stdout
 
 
-def test_module_quick_run_on_trio(tmp_path: Path) -> None:
+def test_module_quick_run_on_trio_in_process(tmp_path: Path) -> None:
     data, stdout = run_quick(
-        [sys.executable, "-m", "plait.bench", "--backend", "trio"], tmp_path / "bench.json"
+        [sys.executable, "-m", "plait.bench", "--backend", "trio", "--in-process"],
+        tmp_path / "bench.json",
     )
-    check_document(data, BUILTIN_LAYERS, "trio")
+    check_document(data, BUILTIN_LAYERS, "trio", "every round in one process")
     assert "wan-tuned" not in data["figures"]
     assert "backend trio" in stdout and "targets met:" in stdout
