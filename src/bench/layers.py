@@ -418,7 +418,7 @@ async def connection_setups(settings: Settings) -> float:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(inbound, server)
                 upgraded = await dialer.upgrade_outbound(
-                    client, expected_key=listener_key.public, remote_address=f"tcp://{HOST}"
+                    client, expected_key=listener_key.public, remote_address=f"tcp://{HOST}:{port}"
                 )
                 async with upgraded.muxer():
                     pass
