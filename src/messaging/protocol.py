@@ -254,10 +254,10 @@ class Messaging:
         await task_group.__aenter__()
         try:
             await task_group.start(self.run)
-        except BaseException as exc:
+        except BaseException:
             task_group.cancel_scope.cancel()
-            if not await task_group.__aexit__(type(exc), exc, exc.__traceback__):
-                raise
+            await task_group.__aexit__(None, None, None)
+            raise
         self._own_group = task_group
         return self
 
@@ -266,10 +266,12 @@ class Messaging:
         exc_type: type[BaseException] | None,
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
-    ) -> bool | None:
+    ) -> None:
+        # The body's own exception propagates as it is (not wrapped in an exception group):
+        # the service's task group is only stopped here.
         assert self._own_group is not None
         self._own_group.cancel_scope.cancel()
-        return await self._own_group.__aexit__(exc_type, exc_val, exc_tb)
+        await self._own_group.__aexit__(None, None, None)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve the messaging protocol until cancelled (``task_group.start(messaging.run)``).

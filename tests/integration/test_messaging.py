@@ -394,6 +394,18 @@ async def test_stopping_ends_iteration_and_refuses_sends() -> None:
             assert [m async for m in messaging.messages()] == []
 
 
+async def test_an_error_in_the_body_propagates_unwrapped() -> None:
+    async with Node(NodeIdentity.generate()) as node:
+        with pytest.raises(KeyError, match="boom"):
+            async with Messaging(node):
+                raise KeyError("boom")
+        assert MESSAGING_PROTOCOL_ID not in node.protocols
+        node.add_protocol(MESSAGING_PROTOCOL_ID, lambda conn, stream: anyio.sleep(0))
+        with pytest.raises(ValueError, match="already registered"):
+            async with Messaging(node):
+                pass
+
+
 async def test_messages_received_before_stopping_can_still_be_read() -> None:
     async with peers(1) as (a,), Node(NodeIdentity.generate()) as node:
         async with Messaging(node) as messaging:
