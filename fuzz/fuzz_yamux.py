@@ -16,7 +16,7 @@ import struct
 from _common import Cursor, split, test_one_input
 from plait.muxer import YamuxConfig
 from plait.muxer.connection import YamuxConnection
-from plait.muxer.events import StreamDataReceived, StreamOpened
+from plait.muxer.events import StreamDataReceived, StreamOpened, StreamReset
 
 __all__ = ("SEEDS", "TestOneInput", "run_one")
 
@@ -42,6 +42,9 @@ def run_one(data: bytes) -> None:
     for chunk in [*split(cur.rest(), step), b""]:
         now += 0.25
         events = core.receive_data(chunk, now=now)
+        # data of a stream reset later in the same batch was discarded with the stream (an
+        # adapter acknowledges only what its application read)
+        gone = {e.stream_id for e in events if isinstance(e, StreamReset)}
         for event in events:
             if isinstance(event, StreamOpened) and accept:
                 core.accept_stream(event.stream_id)
@@ -51,7 +54,9 @@ def run_one(data: bytes) -> None:
                     core.end_stream(event.stream_id)
                 if behaviour & 8:
                     core.reset_stream(event.stream_id)
-            elif isinstance(event, StreamDataReceived) and behaviour & 16:
+            elif isinstance(event, StreamDataReceived) and behaviour & 16 and (
+                event.stream_id not in gone
+            ):
                 state = core.stream_state(event.stream_id)
                 if state is not None:
                     core.acknowledge_received_data(event.stream_id, len(event.data))

@@ -42,7 +42,7 @@ from plait.transport import (
     encode_identity_frame,
 )
 
-from support.yamux_raw import DATA, SYN, WINDOW_UPDATE, AsyncRawYamux, frame
+from support.yamux_raw import DATA, SYN, WINDOW_UPDATE, AsyncRawYamux, RawFrame, frame
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -200,6 +200,16 @@ class NoiseYamux(AsyncRawYamux):
     @classmethod
     async def connect_to(cls, port: int, **kwargs: object) -> NoiseYamux:
         return cls(await NoiseAttacker.connect(port, **kwargs))  # type: ignore[arg-type]
+
+    async def recv_until(
+        self, predicate: Callable[[list[RawFrame]], bool], timeout: float = 5.0
+    ) -> list[RawFrame]:
+        """As in the base class; a pong that cannot be written any more also means EOF."""
+        try:
+            return await super().recv_until(predicate, timeout)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self.eof = True
+            return self.frames
 
     def data_of(self, stream_id: int) -> bytes:
         """Every DATA body received so far on ``stream_id``, joined."""
