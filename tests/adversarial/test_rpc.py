@@ -264,7 +264,17 @@ async def test_failed_handshakes_leak_no_slot(greeting: Greeting, failure: str) 
     async with listening_node(config, services=(greeting,)) as (node, port):
         events = node.events()
         key = None
-        for attempt in range(20 if failure != "rst" else 5):
+        if failure == "stall":  # two rounds of 10 silent handshakes, timing out together
+            ymx, connection = await _attacker(port, events)
+            key = ymx.attacker.key
+            for batch in range(2):
+                stalled = [await RpcProbe.open(ymx, 1 + 2 * (10 * batch + i)) for i in range(10)]
+                for probe in stalled:
+                    await probe.wait_ended(timeout=5)  # the 0.3 s handshake timeout
+                await wait_until(lambda: node.num_active_sessions() == 0)
+            await ymx.aclose()
+            await connection.wait_closed()
+        for attempt in range({"stall": 0, "rst": 5}.get(failure, 20)):
             ymx, connection = await _attacker(port, events) if key is None else (
                 await _reconnect(port, events, key))
             key = ymx.attacker.key
@@ -273,8 +283,6 @@ async def test_failed_handshakes_leak_no_slot(greeting: Greeting, failure: str) 
             if failure == "garbage":
                 await probe.send(b"\x08\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80")
                 await probe.wait_ended()
-            elif failure == "stall":
-                await probe.wait_ended(timeout=5)  # the 0.3 s handshake timeout
             elif failure == "fin":
                 await ymx.send(frame(DATA, FIN, sid, 0))
                 await probe.wait_ended()

@@ -5,6 +5,28 @@ Every attack runs against a real :class:`~plait.node.Node` on 127.0.0.1. Each te
 the typed error the node reports (``ConnectionFailed`` or ``PeerDisconnected`` events), the
 ban it applies, and that its counters return to zero: nothing upgrading, no connection, no
 task beyond the accept loop.
+
+Case → test (Noise-level T3-T7 and the dialer's side of T11 are in test_noise.py, T12 in
+tests/integration/test_node.py::test_simultaneous_dial_keeps_one_connection_on_both_sides,
+P3/P5 at scale/P6/P7 in test_negotiation.py):
+
+- T1 idle sockets beyond the cap → ``test_idle_sockets_beyond_the_cap_time_out_and_an_honest_dial_succeeds``
+- T2 dripping handshake → ``test_dripping_handshake_hits_the_overall_deadline``
+- T3 garbage → ``test_garbage_instead_of_noise`` (wrong network byte: ``test_wrong_network_byte_is_dropped_without_a_reply``)
+- T4 length prefix then stall, absurd length → ``test_length_prefix_then_stall_times_out_and_an_absurd_length_is_refused``
+- T8 wrong key when dialling → ``test_wrong_expected_key_fails_the_dial``
+- T9 identity limits → ``test_bad_identity_bans_the_key_and_the_key_is_refused_afterwards``
+  (oversize, > 20 protocols, > 5 addresses, protocol id > 50 B, user agent > 50 B,
+  undecodable), ``test_undecodable_address_is_refused_without_a_ban``,
+  ``test_bogus_identity_signature_is_ignored_in_the_default_suite`` (bad signature)
+- T10 banned peer reconnects → the second half of the T9 test,
+  ``test_banned_peer_redials_before_and_after_expiry``
+- T11 drop during the upgrade, FIN and RST at each step → ``test_drop_during_the_upgrade``
+- P1 → ``test_undefined_negotiation_flags_ban_and_disconnect``
+- P2 → ``test_protocol_id_above_the_configured_cap_bans`` and the 255-byte name in
+  ``test_unban_worthy_negotiation_garbage_only_costs_the_stream``
+- P4, P7 → ``test_unban_worthy_negotiation_garbage_only_costs_the_stream``
+- P5 → ``test_stalled_negotiations_beyond_the_cap_are_reset_at_once``
 """
 
 from __future__ import annotations
@@ -47,8 +69,10 @@ from plait.noise import (
 )
 from plait.transport import (
     DEFAULT_NETWORK_BYTE,
+    IdentityDecodeError,
     IdentityMessageTooLargeError,
     IdentityTruncatedError,
+    InvalidPeerDataError,
     Multiaddr,
     PeerBannedError,
     PeerIdentity,
@@ -266,6 +290,16 @@ IDENTITY_ATTACKS = {
         ).SerializeToString()),
         PeerValidationError,
     ),
+    "protocol_id_over_50_bytes": (
+        _frame(identity_pb2.PeerIdentityMsg(
+            supported_protocols=[b"/p/" + b"x" * 48]).SerializeToString()),
+        PeerValidationError,
+    ),
+    "user_agent_over_50_bytes": (
+        _frame(identity_pb2.PeerIdentityMsg(user_agent="u" * 51).SerializeToString()),
+        PeerValidationError,
+    ),
+    "undecodable": (_frame(b"\x0a\xff\xff\xff\xff\x0f"), IdentityDecodeError),
 }
 
 
@@ -290,6 +324,42 @@ async def test_bad_identity_bans_the_key_and_the_key_is_refused_afterwards(case:
         refused = await next_event(events, ConnectionFailed)
         assert isinstance(refused.error, PeerBannedError)
         await again.aclose()
+        assert_idle(node)
+
+
+async def test_undecodable_address_is_refused_without_a_ban() -> None:
+    """Undecodable multiaddr bytes: tari refuses the peer without a ban (wire.md §1.4.5)."""
+    key = StaticKeypair.generate()
+    async with listening_node() as (node, port):
+        events = node.events()
+        secure = await noise_connect(port, key)
+        await read_frame(secure)
+        message = identity_pb2.PeerIdentityMsg(addresses=[b"\xff\xff"])
+        await secure.send(_frame(message.SerializeToString()))
+        failed = await next_event(events, ConnectionFailed)
+        assert isinstance(failed.error, InvalidPeerDataError)
+        assert not node.is_banned(key.public)
+        await secure.aclose()
+        assert_idle(node)
+
+
+async def test_bogus_identity_signature_is_ignored_in_the_default_suite() -> None:
+    """T9 "bad signature": plait's default suite authenticates the key with Noise and does
+    not verify tari's identity signature (wire.md §1.4), so garbage there is ignored, not
+    banned; the connection is admitted."""
+    key = StaticKeypair.generate()
+    async with listening_node() as (node, port):
+        events = node.events()
+        secure = await noise_connect(port, key)
+        await read_frame(secure)
+        bogus = identity_pb2.PeerIdentityMsg(identity_signature=identity_pb2.IdentitySignature(
+            version=9, signature=b"\x01" * 32, public_nonce=b"\x02" * 32, updated_at=-1))
+        await secure.send(_frame(bogus.SerializeToString()))
+        connected = await next_event(events, PeerConnected)
+        assert connected.connection.public_key == key.public
+        assert not node.is_banned(key.public)
+        await secure.aclose()
+        await connected.connection.wait_closed()
         assert_idle(node)
 
 
