@@ -9,6 +9,7 @@ from __future__ import annotations
 import filecmp
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -129,7 +130,7 @@ def test_help_runs_as_written(script: str) -> None:
 
 def test_generated_protobuf_code_of_the_kv_example_is_current() -> None:
     pytest.importorskip("grpc_tools", reason="grpcio-tools (the dev extra) generates it")
-    from grpc_tools import protoc
+    from grpc_tools import protoc  # type: ignore[import-untyped]
 
     with tempfile.TemporaryDirectory() as tmp:
         args = [
@@ -250,6 +251,6 @@ async def test_kv_service_from_its_own_proto(anyio_backend: str) -> None:
         assert code == 0, lines
         assert lines == [f"key-00019{i} = 19{i}" for i in range(10)] + ["10 key(s)"]
 
-        server.process.send_signal(2)  # SIGINT, as Ctrl-C
+        server.process.send_signal(signal.SIGINT)  # as Ctrl-C
         await server.expect(r"^stopped with 200 key\(s\)$")
         assert await server.exit_code() == 0
