@@ -493,6 +493,8 @@ class Messaging:
         for address in reversed(list(addresses)):
             try:
                 conn = await self._node.dial(address, peer_id=key)
+            except RuntimeError as exc:  # the node is shutting down (or was never entered)
+                raise MessagingClosedError(f"cannot dial: {exc}") from exc
             except _CONNECT_ERRORS as exc:
                 error = exc
                 continue

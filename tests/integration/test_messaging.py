@@ -424,3 +424,23 @@ async def test_a_custom_protocol_id_is_negotiated() -> None:
         assert MESSAGING_PROTOCOL_ID not in b.node.protocols
         await a.messaging.send_message(b.node.peer_id, b"custom")
         assert [m.body for m in await receive(b, 1)] == [b"custom"]
+
+
+async def test_a_node_closing_under_a_running_service_drops_its_queue_quietly() -> None:
+    receiver = MessagingConfig(max_pending_inbound_per_peer=1)
+    async with peers(1, receiver) as (b,), anyio.create_task_group() as task_group:
+        node = Node(NodeIdentity.generate())
+        messaging = Messaging(node)
+        async with node:
+            await task_group.start(messaging.run)  # hosted outside the node, as an owner may
+            introduce(Peer(node, messaging, ""), b)
+            for i in range(40):  # b holds one, the windows some, the queue the rest
+                await messaging.send_message(b.node.peer_id, bytes([i]) * 65536)
+            await wait_for(lambda: b.messaging.pending_from(node.peer_id) == 1)
+        # the node is gone: the writer cannot redial and gives up instead of failing
+        await wait_for(lambda: messaging.statistics().outbound_peers == 0)
+        stats = messaging.statistics()
+        assert stats.sent + stats.dropped == 40
+        assert stats.dropped > 0
+        task_group.cancel_scope.cancel()
+    assert not messaging.is_running
