@@ -55,15 +55,28 @@ handshake timeout, minimum deadline), counted per authenticated peer key. Outbou
 :meth:`PeerConnection.connect_rpc` opens one negotiated substream and performs the session
 handshake on it; :meth:`PeerConnection.rpc_pool` returns a lazy, bounded
 :class:`~plait.rpc.RpcClientPool` whose sessions are such substreams.
+
+Observability. :meth:`Node.stats` returns a :class:`NodeStats`, an immutable snapshot of
+gauges (what is open now) and cumulative counters (``*_total``, which never decrease while
+the node lives, closed connections included): connections, substreams, RPC sessions per
+protocol, bytes in and out per peer and in total, RTT per peer, and byte rates. Bytes are
+counted where Yamux meets the encrypted transport: every Yamux frame, headers included, as
+handed to or read from Noise (the connection upgrade and Noise's own framing and tags are not
+counted). Rates are averages over a sliding window of at least ``NodeConfig.stats_rate_window``
+seconds, measured between the samples that ``stats()`` itself records (at most one per tenth
+of the window), so several callers do not disturb one another; the span of each rate is in
+:attr:`Traffic.interval`. :mod:`plait.metrics` exports the snapshot to Prometheus.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar, final
 
 import anyio
@@ -83,8 +96,10 @@ from .negotiation import (
 from .noise import StaticKeypair
 from .rpc import (
     PoolConfig,
+    RejectReason,
     RpcClient,
     RpcClientPool,
+    RpcHandshakeRejected,
     RpcProtocolViolation,
     RpcServer,
     RpcServerConfig,
@@ -132,9 +147,11 @@ __all__ = (
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_NEGOTIATING_STREAMS",
     "DEFAULT_SHUTDOWN_TIMEOUT",
+    "DEFAULT_STATS_RATE_WINDOW",
     "ECHO_PROTOCOL_ID",
     "ConnectionDirection",
     "ConnectionFailed",
+    "ConnectionCounts",
     "ConnectionLimitError",
     "ConnectionStatistics",
     "DisconnectReason",
@@ -144,10 +161,17 @@ __all__ = (
     "NodeEvent",
     "NodeEvents",
     "NodeStatistics",
+    "NodeStats",
     "PeerConnected",
     "PeerConnection",
     "PeerDisconnected",
+    "PeerStats",
     "ProtocolHandler",
+    "RpcClientSessionCounts",
+    "RpcProtocolStats",
+    "RpcServerSessionCounts",
+    "StreamCounts",
+    "Traffic",
     "echo_handler",
 )
 
@@ -158,6 +182,8 @@ DEFAULT_MAX_NEGOTIATING_STREAMS = 128  # rust-libp2p; hardening.md §1.9 item 4,
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0  # plait's choice; equal to YamuxConfig.close_timeout
 DEFAULT_MAX_QUEUED_EVENTS = 1024  # per subscription
 DEFAULT_MAX_BANS = 10_000  # each needs an authenticated key; bounds the ban table
+DEFAULT_STATS_RATE_WINDOW = 10.0  # seconds; Node.stats() rates average over at least this
+_RATE_SAMPLES_PER_WINDOW = 10  # stats() records a rate sample at most every window / 10
 ECHO_PROTOCOL_ID = b"/plait/echo/1"  # wire.md §2.5: plait's echo protocol
 
 C = TypeVar("C", bound=ServiceClient)
@@ -227,6 +253,9 @@ class NodeConfig:
     """Events buffered per :meth:`Node.events` subscription before the oldest are dropped."""
     max_bans: int = DEFAULT_MAX_BANS
     """Entries in the ban table; beyond it expired, then the oldest, entries are dropped."""
+    stats_rate_window: float = DEFAULT_STATS_RATE_WINDOW
+    """Seconds the byte rates of :meth:`Node.stats` average over, at least (see
+    :class:`Traffic`); :meth:`Node.stats` keeps at most about 10 samples per window."""
     rpc_server: RpcServerConfig = field(default_factory=RpcServerConfig)
     """Limits of the node's RPC server, shared by every service added with
     :meth:`Node.add_service`: ``max_sessions`` (global), ``max_sessions_per_peer``, handshake
@@ -240,6 +269,8 @@ class NodeConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.shutdown_timeout < 0:
             raise ValueError("shutdown_timeout must not be negative")
+        if not self.stats_rate_window > 0:
+            raise ValueError("stats_rate_window must be positive")
         if self.user_agent is not None:
             size = len(self.user_agent.encode("utf-8"))
             if size > self.identity.max_user_agent_length:
@@ -448,6 +479,258 @@ class ConnectionStatistics(NamedTuple):
     """Outbound substreams negotiated with a proposal and the peer's echo."""
 
 
+# The snapshot of Node.stats(): gauges say what is open now; ``*_total`` fields count since
+# the node started and never decrease while it lives.
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Traffic:
+    """Bytes in and out, with their average rates.
+
+    Bytes are Yamux frames (headers included) as read from and written to the encrypted
+    transport; the upgrade and Noise's framing and tags are not counted.
+    """
+
+    bytes_in: int
+    """Bytes received so far."""
+    bytes_out: int
+    """Bytes sent so far."""
+    bytes_in_rate: float
+    """Bytes per second received over the last :attr:`interval` seconds."""
+    bytes_out_rate: float
+    """Bytes per second sent over the last :attr:`interval` seconds."""
+    interval: float
+    """Seconds the rates average over: from the newest sample taken by :meth:`Node.stats`
+    at least ``NodeConfig.stats_rate_window`` seconds ago (or, when there is none, from the
+    node's start or the connection's admission) to now. 0.0 makes both rates 0.0."""
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionCounts:
+    """Connections of a node: gauges and counters."""
+
+    current: int
+    """Admitted, live connections (one per peer); ``inbound + outbound``."""
+    inbound: int
+    """Of :attr:`current`, those the peer dialled."""
+    outbound: int
+    """Of :attr:`current`, those we dialled."""
+    upgrading: int
+    """Connections in the upgrade (wire byte, Noise, identity exchange), both directions."""
+    closing: int
+    """Connections no longer admitted whose tasks are still finishing."""
+    opened_inbound_total: int
+    """Inbound connections admitted so far (one ``PeerConnected`` each)."""
+    opened_outbound_total: int
+    """Outbound connections admitted so far (one ``PeerConnected`` each)."""
+    closed_total: Mapping[DisconnectReason, int]
+    """Connections ended so far (one ``PeerDisconnected`` each), by reason; every
+    :class:`DisconnectReason` is a key."""
+    failed_inbound_total: int
+    """Inbound connections that failed before admission (one ``ConnectionFailed`` each):
+    upgrade errors and timeouts, refused bans, the connection limit."""
+    failed_outbound_total: int
+    """Dials that raised: unreachable address, upgrade error, key mismatch, ban, limit."""
+    banned_peers: int
+    """Peers banned now (unexpired entries of the ban table)."""
+    bans_total: int
+    """Bans imposed so far, by :meth:`Node.ban` and automatically."""
+
+    @property
+    def opened_total(self) -> int:
+        """Connections admitted so far, both directions."""
+        return self.opened_inbound_total + self.opened_outbound_total
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamCounts:
+    """Yamux substreams of a node, over all its connections."""
+
+    open: int
+    """Substreams alive in the Yamux sessions now, either direction, negotiating included."""
+    negotiating: int
+    """Inbound substreams negotiating their protocol now."""
+    handlers: int
+    """Protocol handlers running now (RPC sessions included)."""
+    inbound_total: int
+    """Inbound substreams negotiated so far."""
+    outbound_total: int
+    """Outbound substreams negotiated so far (optimistic and normal)."""
+    refused_total: int
+    """Inbound substreams reset unread so far: ``max_negotiating_streams`` were negotiating,
+    or no protocol was registered."""
+    failed_total: int
+    """Protocol negotiations that failed so far, either direction (timeouts, unsupported
+    protocols, violations, broken streams)."""
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RpcServerSessionCounts:
+    """Inbound RPC sessions of one protocol, served by the node's :class:`~plait.rpc.RpcServer`."""
+
+    active: int
+    """Sessions holding a server slot now (handshake included)."""
+    admitted_total: int
+    """Sessions admitted past both session caps so far."""
+    rejected_total: Mapping[RejectReason, int]
+    """Sessions refused at admission so far, by reason (``NO_SERVER_SESSIONS_AVAILABLE``,
+    ``NO_CLIENT_SESSIONS_AVAILABLE``, ``PROTOCOL_NOT_SUPPORTED``); only reasons seen are
+    keys. A handshake rejected later (``UNSUPPORTED_VERSION``) counts as admitted."""
+    violations_total: int
+    """Sessions ended by a client's protocol violation so far."""
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RpcClientSessionCounts:
+    """Outbound RPC sessions of one protocol, opened by :meth:`PeerConnection.connect_rpc`
+    and :meth:`PeerConnection.rpc_pool`."""
+
+    active: int
+    """Sessions open now (their client not closed and not ended by the server)."""
+    opened_total: int
+    """Sessions whose handshake succeeded so far."""
+    rejected_total: Mapping[RejectReason, int]
+    """Handshakes the server refused so far, by reason; only reasons seen are keys."""
+    failed_total: int
+    """Other failed attempts so far: negotiation, handshake timeout, a closed connection."""
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RpcProtocolStats:
+    """RPC sessions of one protocol id, both directions."""
+
+    protocol: bytes
+    """The protocol id, e.g. ``b"/plait/greeting/1"``."""
+    server: RpcServerSessionCounts
+    """Inbound sessions (zero unless the node serves the protocol)."""
+    client: RpcClientSessionCounts
+    """Outbound sessions (zero unless the node opened some)."""
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerStats:
+    """One admitted connection."""
+
+    peer_id: str
+    """The peer's id (hex of its public key)."""
+    direction: ConnectionDirection
+    """Who dialled."""
+    address: str
+    """The dialled or the remote address."""
+    connected_for: float
+    """Seconds since the connection was admitted."""
+    rtt: float | None
+    """The latest Yamux ping round trip in seconds (keep-alive or ``muxer.ping()``);
+    ``None`` before the first."""
+    traffic: Traffic
+    """Bytes and rates of this connection."""
+    streams: int
+    """Substreams alive on this connection, either direction."""
+    negotiating: int
+    """Inbound substreams negotiating now."""
+    handlers: int
+    """Protocol handlers running now."""
+    inbound_substreams_total: int
+    """Inbound substreams negotiated on this connection so far."""
+    outbound_substreams_total: int
+    """Outbound substreams negotiated on this connection so far."""
+    rpc_sessions: int
+    """Inbound RPC sessions of this peer holding a server slot now (all protocols)."""
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeStats:
+    """A snapshot of a node, made by :meth:`Node.stats`."""
+
+    peer_id: str
+    """The node's own peer id."""
+    time: float
+    """``anyio.current_time()`` when the snapshot was made."""
+    uptime: float
+    """Seconds since the node started (0.0 before it did)."""
+    listeners: int
+    """Listeners accepting connections."""
+    connections: ConnectionCounts
+    """Connections: open, opened, closed, failed, bans."""
+    streams: StreamCounts
+    """Substreams over all connections."""
+    rpc: Mapping[bytes, RpcProtocolStats]
+    """RPC sessions by protocol id: every service of :meth:`Node.add_service` and every
+    protocol the node opened client sessions of."""
+    traffic: Traffic
+    """Bytes and rates over all connections, closed ones included."""
+    peers: Mapping[str, PeerStats]
+    """The admitted connections, by peer id."""
+    tasks: int
+    """Tasks the node runs: accept loops, upgrades, connections, substreams, closers."""
+
+
+class _RpcCounters:
+    """Mutable RPC counters of one protocol (see :class:`RpcProtocolStats`)."""
+
+    __slots__ = ("clients", "failed", "opened", "refused", "rejected", "served",
+                 "served_total", "violations")
+
+    def __init__(self) -> None:
+        self.served = 0
+        self.served_total = 0
+        self.rejected: dict[RejectReason, int] = {}
+        self.violations = 0
+        self.clients: weakref.WeakSet[RpcClient] = weakref.WeakSet()
+        self.opened = 0
+        self.refused: dict[RejectReason, int] = {}
+        self.failed = 0
+
+    def snapshot(self, protocol: bytes) -> RpcProtocolStats:
+        return RpcProtocolStats(
+            protocol=protocol,
+            server=RpcServerSessionCounts(
+                active=self.served,
+                admitted_total=self.served_total,
+                rejected_total=MappingProxyType(dict(self.rejected)),
+                violations_total=self.violations,
+            ),
+            client=RpcClientSessionCounts(
+                active=sum(1 for client in self.clients if client.is_connected),
+                opened_total=self.opened,
+                rejected_total=MappingProxyType(dict(self.refused)),
+                failed_total=self.failed,
+            ),
+        )
+
+
+class _Sample(NamedTuple):
+    """Byte counters at one instant, for the rates of :meth:`Node.stats`."""
+
+    time: float
+    bytes_in: int
+    bytes_out: int
+    peers: dict[PeerConnection, tuple[int, int]]
+
+
+def _rate(now: float, since: float, bytes_in: int, bytes_out: int,
+          ref_in: int, ref_out: int) -> Traffic:
+    interval = max(now - since, 0.0)
+    if interval <= 0.0:
+        return Traffic(bytes_in=bytes_in, bytes_out=bytes_out, bytes_in_rate=0.0,
+                       bytes_out_rate=0.0, interval=0.0)
+    return Traffic(
+        bytes_in=bytes_in,
+        bytes_out=bytes_out,
+        bytes_in_rate=(bytes_in - ref_in) / interval,
+        bytes_out_rate=(bytes_out - ref_out) / interval,
+        interval=interval,
+    )
+
+
 # --------------------------------------------------------------------------- connections
 
 
@@ -456,8 +739,9 @@ class PeerConnection:
     """One authenticated, multiplexed connection to a peer. Made by the :class:`Node`."""
 
     __slots__ = (
-        "_address", "_advertised", "_close_error", "_close_reason", "_direction", "_done",
-        "_handlers", "_handshake_hash", "_identity", "_inbound_substreams", "_key", "_mux",
+        "_address", "_admitted_at", "_advertised", "_close_error", "_close_reason",
+        "_direction", "_done", "_handlers", "_handshake_hash", "_identity",
+        "_inbound_substreams", "_key", "_mux",
         "_negotiating", "_node", "_normal_opens", "_optimistic_opens", "_started",
         "_task_group", "node_id", "peer_id",
     )
@@ -486,6 +770,7 @@ class PeerConnection:
         self._inbound_substreams = 0
         self._optimistic_opens = 0
         self._normal_opens = 0
+        self._admitted_at = anyio.current_time()
 
     def __repr__(self) -> str:
         state = "open" if self._close_reason is None else self._close_reason.value
@@ -563,16 +848,20 @@ class PeerConnection:
                 stream, (pid,), optimistic=use_optimistic, config=self._node.config.negotiation
             )
         except NegotiationError as exc:
+            self._node._negotiations_failed += 1
             await stream.reset()
             self._node._negotiation_failed(self, exc)
             raise
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                self._node._negotiations_failed += 1
             await stream.reset()
             raise
         if use_optimistic:
             self._optimistic_opens += 1
         else:
             self._normal_opens += 1
+        self._node._outbound_substreams += 1
         return negotiated
 
     async def connect_rpc(
@@ -643,13 +932,26 @@ class PeerConnection:
     async def _connect_session(
         self, protocol: bytes, config: RpcClientConfig | None, optimistic: bool | None
     ) -> RpcClient:
-        if self._close_reason is not None:
-            raise SessionClosedError(f"the connection to {self.node_id.short} is closed")
+        counters = self._node._rpc_counters_for(protocol)
         try:
-            stream = await self.open_substream(protocol, optimistic=optimistic)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
-            raise SessionClosedError(f"the connection to {self.node_id.short} is closed") from exc
-        return await RpcClient.connect(stream, config=config, protocol=protocol)
+            if self._close_reason is not None:
+                raise SessionClosedError(f"the connection to {self.node_id.short} is closed")
+            try:
+                stream = await self.open_substream(protocol, optimistic=optimistic)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+                raise SessionClosedError(
+                    f"the connection to {self.node_id.short} is closed"
+                ) from exc
+            client = await RpcClient.connect(stream, config=config, protocol=protocol)
+        except RpcHandshakeRejected as exc:
+            counters.refused[exc.reason] = counters.refused.get(exc.reason, 0) + 1
+            raise
+        except Exception:
+            counters.failed += 1
+            raise
+        counters.opened += 1
+        counters.clients.add(client)
+        return client
 
     async def disconnect(self) -> None:
         """Close the connection (Yamux GO_AWAY(0)), cancel its handlers and wait until all
@@ -741,6 +1043,21 @@ class Node:
         self._slots: anyio.Semaphore | None = None
         self._state = _State.NEW
         self._tasks = 0
+        # cumulative counters of stats()
+        self._started_at: float | None = None
+        self._opened = dict.fromkeys(ConnectionDirection, 0)
+        self._closed = dict.fromkeys(DisconnectReason, 0)
+        self._failed_inbound = 0
+        self._failed_outbound = 0
+        self._bans_total = 0
+        self._inbound_substreams = 0
+        self._outbound_substreams = 0
+        self._refused_substreams = 0
+        self._negotiations_failed = 0
+        self._rpc_counters: dict[bytes, _RpcCounters] = {}
+        self._closed_bytes_in = 0
+        self._closed_bytes_out = 0
+        self._samples: deque[_Sample] = deque()
 
     def __repr__(self) -> str:
         return (f"<Node {self._identity.node_id.short} {self._state.value} "
@@ -783,6 +1100,8 @@ class Node:
         await task_group.__aenter__()
         self._task_group = task_group
         self._state = _State.RUNNING
+        self._started_at = anyio.current_time()
+        self._samples.append(_Sample(self._started_at, 0, 0, {}))
         logger.info("node %s started", self._identity.node_id.short)
         return self
 
@@ -900,15 +1219,49 @@ class Node:
 
     def _rpc_handler(self, protocol: bytes) -> ProtocolHandler:
         server = self._rpc_server
+        counters = self._rpc_counters_for(protocol)
 
         async def serve_rpc(conn: PeerConnection, stream: ByteStream) -> None:
+            # RpcServer.serve_session admits or refuses synchronously, before its first
+            # await, so the decision predicted here is the one it makes.
+            refusal = self._rpc_refusal(conn.public_key, protocol)
+            if refusal is not None:
+                counters.rejected[refusal] = counters.rejected.get(refusal, 0) + 1
+            else:
+                counters.served += 1
+                counters.served_total += 1
             try:
                 await server.serve_session(stream, conn.public_key, protocol)
             except RpcProtocolViolation as exc:
+                counters.violations += 1
                 logger.debug("RPC session %r with %s ended: %s", protocol, conn.node_id.short,
                              exc)
+            finally:
+                if refusal is None:
+                    counters.served -= 1
 
         return serve_rpc
+
+    def _rpc_refusal(self, peer_key: bytes, protocol: bytes) -> RejectReason | None:
+        """The reason :meth:`RpcServer.serve_session` will refuse a session now, if any: the
+        admission order of :class:`plait.rpc.SessionLimits` (global cap, route, per-peer cap)
+        over the server's public counters."""
+        server = self._rpc_server
+        config = server.config
+        if config.max_sessions is not None and server.num_active_sessions >= config.max_sessions:
+            return RejectReason.NO_SERVER_SESSIONS_AVAILABLE
+        if protocol not in server.protocols:
+            return RejectReason.PROTOCOL_NOT_SUPPORTED
+        per_peer = config.max_sessions_per_peer
+        if per_peer and server.num_active_sessions_for(peer_key) >= per_peer:
+            return RejectReason.NO_CLIENT_SESSIONS_AVAILABLE
+        return None
+
+    def _rpc_counters_for(self, protocol: bytes) -> _RpcCounters:
+        counters = self._rpc_counters.get(protocol)
+        if counters is None:
+            counters = self._rpc_counters[protocol] = _RpcCounters()
+        return counters
 
     def num_active_sessions(self, peer_id: str | bytes | None = None) -> int:
         """Inbound RPC sessions holding a slot of :attr:`rpc_server` now (handshakes
@@ -1027,6 +1380,7 @@ class Node:
                 break
             await pending.wait()
         if self._is_banned_key(expected):
+            self._failed_outbound += 1
             raise PeerBannedError(f"peer {expected.hex()} is banned")
         done = self._dialing[expected] = anyio.Event()
         try:
@@ -1036,6 +1390,15 @@ class Node:
             done.set()
 
     async def _dial(
+        self, transport: Transport, target: TransportAddress, expected: bytes | None
+    ) -> PeerConnection:
+        try:
+            return await self._dial_upgrade(transport, target, expected)
+        except Exception:
+            self._failed_outbound += 1
+            raise
+
+    async def _dial_upgrade(
         self, transport: Transport, target: TransportAddress, expected: bytes | None
     ) -> PeerConnection:
         raw = await transport.dial(target)
@@ -1082,6 +1445,7 @@ class Node:
         await self._run_connection(conn)
 
     def _on_inbound_error(self, error: BaseException, address: str) -> None:
+        self._failed_inbound += 1
         self._emit(ConnectionFailed(
             address=address, direction=ConnectionDirection.INBOUND, error=error
         ))
@@ -1136,6 +1500,7 @@ class Node:
                     if conn._close_reason is None:
                         logger.info("connected to %s (%s, %s)", conn.node_id.short,
                                     conn.direction.value, conn.address)
+                        self._opened[conn.direction] += 1
                         self._emit(PeerConnected(connection=conn))
                     task_status.started()
                     started = True
@@ -1153,7 +1518,11 @@ class Node:
             conn._started.set()
             self._unregister(conn, DisconnectReason.ERROR if self._state is _State.RUNNING
                              else DisconnectReason.SHUTDOWN)
-            self._live.discard(conn)
+            if conn in self._live:
+                self._live.discard(conn)
+                counters = conn._mux.statistics()
+                self._closed_bytes_in += counters.bytes_read
+                self._closed_bytes_out += counters.bytes_written
             conn._done.set()
 
     async def _serve_connection(self, conn: PeerConnection, mux: MuxedConnection) -> None:
@@ -1187,6 +1556,7 @@ class Node:
             if conn._negotiating >= limit or not self._protocol_ids:
                 logger.debug("resetting inbound substream %d from %s (%d negotiating)",
                              stream.stream_id, conn.node_id.short, conn._negotiating)
+                self._refused_substreams += 1
                 await stream.reset()
                 continue
             conn._negotiating += 1
@@ -1198,10 +1568,12 @@ class Node:
                 stream, self._protocol_ids, config=self.config.negotiation
             )
         except NegotiationError as exc:
+            self._negotiations_failed += 1
             await stream.reset()
             self._negotiation_failed(conn, exc)
             return
         except _STREAM_ERRORS:
+            self._negotiations_failed += 1
             await stream.reset()
             return
         finally:
@@ -1211,6 +1583,7 @@ class Node:
             await stream.reset()
             return
         conn._inbound_substreams += 1
+        self._inbound_substreams += 1
         conn._handlers += 1
         try:
             await handler(conn, negotiated)
@@ -1253,6 +1626,7 @@ class Node:
         if conn._started.is_set():
             logger.info("disconnected from %s (%s%s)", conn.node_id.short, reason.value,
                         f": {error}" if error is not None else "")
+            self._closed[reason] += 1
             self._emit(PeerDisconnected(connection=conn, reason=reason, error=error))
 
     # ------------------------------------------------------------------ connections, events
@@ -1296,6 +1670,114 @@ class Node:
             tasks=self._tasks + accepting + negotiating + handlers,
             bans=len(self._bans),
         )
+
+    def stats(self) -> NodeStats:
+        """A snapshot of the node's connections, substreams, RPC sessions, traffic and
+        peers (see :class:`NodeStats`). Call it from within the node's event loop.
+
+        Every call may also record a rate sample (at most one per tenth of
+        ``NodeConfig.stats_rate_window``); the byte rates of the snapshot average over at
+        least that window once the node is older than it, else since the node started.
+        """
+        now = anyio.current_time()
+        server = self._rpc_server
+        negotiating = handlers = open_streams = 0
+        total_in, total_out = self._closed_bytes_in, self._closed_bytes_out
+        live_bytes: dict[PeerConnection, tuple[int, int]] = {}
+        for conn in self._live:
+            negotiating += conn._negotiating
+            handlers += conn._handlers
+            open_streams += conn._mux.core.stream_count
+            counters = conn._mux.statistics()
+            live_bytes[conn] = (counters.bytes_read, counters.bytes_written)
+            total_in += counters.bytes_read
+            total_out += counters.bytes_written
+
+        reference = self._rate_reference(now)
+        peers: dict[str, PeerStats] = {}
+        inbound = 0
+        for conn in self._connections.values():
+            if conn._direction is ConnectionDirection.INBOUND:
+                inbound += 1
+            bytes_in, bytes_out = live_bytes.get(conn, (0, 0))
+            if reference is not None and conn in reference.peers:
+                since = reference.time
+                ref_in, ref_out = reference.peers[conn]
+            else:
+                since, ref_in, ref_out = conn._admitted_at, 0, 0
+            peers[conn.peer_id] = PeerStats(
+                peer_id=conn.peer_id,
+                direction=conn._direction,
+                address=conn._address,
+                connected_for=max(now - conn._admitted_at, 0.0),
+                rtt=conn._mux.rtt,
+                traffic=_rate(now, since, bytes_in, bytes_out, ref_in, ref_out),
+                streams=conn._mux.core.stream_count,
+                negotiating=conn._negotiating,
+                handlers=conn._handlers,
+                inbound_substreams_total=conn._inbound_substreams,
+                outbound_substreams_total=conn._optimistic_opens + conn._normal_opens,
+                rpc_sessions=server.num_active_sessions_for(conn.public_key),
+            )
+        if reference is None:
+            traffic = _rate(now, now, total_in, total_out, 0, 0)
+        else:
+            traffic = _rate(now, reference.time, total_in, total_out,
+                            reference.bytes_in, reference.bytes_out)
+            self._record_sample(_Sample(now, total_in, total_out, live_bytes))
+
+        accepting = sum(listener.active for listener in self._listeners)
+        connections = ConnectionCounts(
+            current=len(self._connections),
+            inbound=inbound,
+            outbound=len(self._connections) - inbound,
+            upgrading=self._upgrader.upgrading,
+            closing=sum(1 for conn in self._live if conn._close_reason is not None),
+            opened_inbound_total=self._opened[ConnectionDirection.INBOUND],
+            opened_outbound_total=self._opened[ConnectionDirection.OUTBOUND],
+            closed_total=MappingProxyType(dict(self._closed)),
+            failed_inbound_total=self._failed_inbound,
+            failed_outbound_total=self._failed_outbound,
+            banned_peers=sum(1 for expiry in self._bans.values()
+                             if expiry is None or expiry > now),
+            bans_total=self._bans_total,
+        )
+        streams = StreamCounts(
+            open=open_streams,
+            negotiating=negotiating,
+            handlers=handlers,
+            inbound_total=self._inbound_substreams,
+            outbound_total=self._outbound_substreams,
+            refused_total=self._refused_substreams,
+            failed_total=self._negotiations_failed,
+        )
+        return NodeStats(
+            peer_id=self.peer_id,
+            time=now,
+            uptime=0.0 if self._started_at is None else max(now - self._started_at, 0.0),
+            listeners=sum(1 for listener in self._listeners if listener.serving),
+            connections=connections,
+            streams=streams,
+            rpc=MappingProxyType({protocol: counters.snapshot(protocol)
+                                  for protocol, counters in self._rpc_counters.items()}),
+            traffic=traffic,
+            peers=MappingProxyType(peers),
+            tasks=self._tasks + accepting + negotiating + handlers,
+        )
+
+    def _rate_reference(self, now: float) -> _Sample | None:
+        """The newest sample at least ``stats_rate_window`` old, else the oldest one (the
+        node's start); ``None`` before the node started."""
+        samples = self._samples
+        horizon = now - self.config.stats_rate_window
+        while len(samples) >= 2 and samples[1].time <= horizon:
+            samples.popleft()
+        return samples[0] if samples else None
+
+    def _record_sample(self, sample: _Sample) -> None:
+        spacing = self.config.stats_rate_window / _RATE_SAMPLES_PER_WINDOW
+        if sample.time - self._samples[-1].time >= spacing:
+            self._samples.append(sample)
 
     # ------------------------------------------------------------------ bans
 
@@ -1345,6 +1827,7 @@ class Node:
             while len(self._bans) >= self.config.max_bans:
                 del self._bans[next(iter(self._bans))]
         self._bans[key] = None if duration is None else now + duration
+        self._bans_total += 1
         conn = self._connections.get(key)
         if conn is not None:
             self._unregister(conn, DisconnectReason.BANNED, error)
