@@ -26,9 +26,10 @@ from plait.node import Node, NodeConfig, PeerConnected, PeerConnection
 from plait.rpc import RpcClient, RpcClientConfig, RpcServer, RpcServerConfig
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
     from anyio.abc import ByteStream
+    from plait.node import ProtocolHandler
     from plait.rpc import Service
 
 __all__ = (
@@ -135,9 +136,10 @@ async def stress_nodes(
     server_config: RpcServerConfig,
     clients: int = 1,
     max_streams: int = 512,
+    protocols: Mapping[bytes, ProtocolHandler] | None = None,
 ) -> AsyncIterator[StressNodes]:
-    """A server node serving ``services`` and ``clients`` client nodes dialled to it, over TCP
-    on 127.0.0.1. On exit every node shuts down."""
+    """A server node serving ``services`` (and the raw ``protocols``) and ``clients`` client
+    nodes dialled to it, over TCP on 127.0.0.1. On exit every node shuts down."""
     config = node_config(max_streams)
     rpc_server = RpcServer(server_config)
     for service in services:
@@ -145,6 +147,8 @@ async def stress_nodes(
     async with AsyncExitStack() as stack:
         server_node = await stack.enter_async_context(Node(NodeIdentity.generate(), config))
         serve_rpc(server_node, rpc_server)
+        for protocol, handler in (protocols or {}).items():
+            server_node.add_protocol(protocol, handler)
         address = await server_node.listen("tcp://127.0.0.1:0")
         events = await stack.enter_async_context(server_node.events())
         nodes = StressNodes(server_node, rpc_server, [], [])

@@ -15,14 +15,19 @@ full-size variant marked ``stress``.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 from plait.rpc import PoolConfig, RpcClientConfig, RpcClientPool, RpcServerConfig
 
-from .harness import MIB, connector, measured, stress_nodes
+from .harness import MIB, connector, current_rss, measured, stress_nodes
 from .service import StressRequest, StressService, check_item
+
+if TYPE_CHECKING:
+    from plait.rpc import RpcClient
 
 pytestmark = [pytest.mark.anyio, pytest.mark.network]
 
@@ -134,3 +139,46 @@ async def test_rpc_stress_quick(scenario: Scenario, anyio_backend: str) -> None:
 @pytest.mark.parametrize("scenario", FULL, ids=lambda s: s.name)
 async def test_rpc_stress_full(scenario: Scenario, anyio_backend: str) -> None:
     await run_scenario(scenario, f"rpc full/{scenario.name} ({anyio_backend})")
+
+
+IDLE_SESSIONS_MEMORY_CAP = 100 * MIB
+"""1000 idle sessions (and their substreams, on both ends) cost less than this."""
+
+
+async def run_idle_sessions(count: int, cap: int, label: str) -> None:
+    server_config = RpcServerConfig(max_sessions=None, max_sessions_per_peer=None)
+    with measured(label) as measurement:
+        async with stress_nodes(
+            StressService(), server_config=server_config, max_streams=2 * count
+        ) as nodes:
+            connect = connector(nodes.outbound[0], StressService.protocol, RpcClientConfig())
+            clients: list[RpcClient] = []
+
+            async def open_one() -> None:
+                clients.append(await connect())
+
+            gc.collect()
+            before = current_rss()
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    for _ in range(count):
+                        tg.start_soon(open_one)
+            gc.collect()
+            cost = current_rss() - before
+            measurement.notes.append(f"{count} idle sessions cost {cost / MIB:.1f} MiB")
+            assert nodes.rpc_server.num_active_sessions == count
+            assert nodes.streams_open() == 2 * count
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    for client in clients[:: max(1, count // 10)]:  # some still answer
+                        tg.start_soon(client.ping)
+                for client in clients:
+                    await client.aclose()
+            await nodes.wait_idle()
+    assert cost < cap, measurement.line()
+
+
+async def test_idle_sessions_memory_quick(anyio_backend: str) -> None:
+    await run_idle_sessions(
+        1000, IDLE_SESSIONS_MEMORY_CAP, f"rpc quick/1000 idle sessions ({anyio_backend})"
+    )
