@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from plait.rpc import Service
 
 __all__ = (
+    "MEASUREMENTS",
     "MIB",
     "Measurement",
     "StressNodes",
@@ -40,6 +41,7 @@ __all__ = (
     "measured",
     "node_config",
     "serve_rpc",
+    "set_full_variant",
     "stress_nodes",
     "wait_until",
 )
@@ -214,6 +216,8 @@ class Measurement:
     """Elapsed time and memory of one scenario run."""
 
     name: str
+    full: bool = False
+    """Measured by a test marked ``stress`` (a full-size variant)."""
     start_rss: int = 0
     peak_rss: int = 0
     elapsed: float = 0.0
@@ -236,11 +240,22 @@ class Measurement:
         )
 
 
+MEASUREMENTS: list[Measurement] = []
+"""Every measurement of this run, in order (the conftest prints the full-size ones)."""
+_context = {"full": False}
+
+
+def set_full_variant(full: bool) -> None:
+    """Tag the following measurements as full-size (the conftest calls it per test)."""
+    _context["full"] = full
+
+
 @contextmanager
 def measured(name: str) -> Iterator[Measurement]:
     """Time the block and record its peak RSS; print the figures afterwards (``pytest -s``)."""
     gc.collect()
-    measurement = Measurement(name, start_rss=current_rss())
+    measurement = Measurement(name, full=_context["full"], start_rss=current_rss())
+    MEASUREMENTS.append(measurement)
     measurement.scenario_peak = reset_peak_rss()
     started = time.perf_counter()
     try:

@@ -182,3 +182,12 @@ async def test_idle_sessions_memory_quick(anyio_backend: str) -> None:
     await run_idle_sessions(
         1000, IDLE_SESSIONS_MEMORY_CAP, f"rpc quick/1000 idle sessions ({anyio_backend})"
     )
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_idle_sessions_memory_full(anyio_backend: str) -> None:
+    # The quick variant already opens 1000; this one puts the figure in the stress report.
+    await run_idle_sessions(
+        1000, IDLE_SESSIONS_MEMORY_CAP, f"rpc full/1000 idle sessions ({anyio_backend})"
+    )
