@@ -537,7 +537,6 @@ class YamuxConnection:
             return []
         if now is not None:
             self._now = now
-            self._refill(now)
         if not isinstance(data, bytes):
             data = bytes(data)
         events: list[MuxerEvent] = []
@@ -1013,21 +1012,29 @@ class YamuxConnection:
 
     def _take_token(self) -> None:
         """Spend one token of the no-progress budget (received RSTs, empty frames)."""
+        self._refill()
         self._rst_tokens -= 1
         if self._rst_tokens < 0:
             raise MuxerFloodError("too many resets or empty frames", seen=self.config.rst_burst)
 
     def _take_unknown_token(self, stream_id: int) -> None:
         """Spend one token of the budget for frames on ids that are not live (Y10)."""
+        self._refill()
         self._unknown_tokens -= 1
         if self._unknown_tokens < 0:
             raise UnknownStreamFloodError("too many frames for unknown or closed streams",
                                           seen=stream_id)
 
-    def _refill(self, now: float) -> None:
+    def _refill(self) -> None:
+        """Top up both token buckets for the time since the last refill (done when a token
+        is spent, so the common path pays nothing)."""
+        now = self._now
         last = self._rst_refilled_at
-        self._rst_refilled_at = now
-        if last is not None and now > last:
+        if now is None or last is None:
+            self._rst_refilled_at = now
+            return
+        if now > last:
+            self._rst_refilled_at = now
             config = self.config
             elapsed = now - last
             burst = config.rst_burst

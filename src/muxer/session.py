@@ -105,7 +105,9 @@ class MuxedConnection(AsyncResource):
         self._open_event: anyio.Event | None = None
         self._space_waiters: deque[anyio.Event] = deque()
         self._space_high = self.config.max_write_queue_size
-        self._writer_event = anyio.Event()
+        self._space_low = self.config.max_write_queue_size >> 1
+        self._space_handoff = False  # a sender woken for queue space has not run yet
+        self._writer_waiting: anyio.Event | None = None  # set while the writer sleeps
         self._idle_event: anyio.Event | None = None
         self._timer_event: anyio.Event | None = None
         self._ping_waiters: dict[int, anyio.Event] = {}
@@ -292,8 +294,9 @@ class MuxedConnection(AsyncResource):
     # ------------------------------------------------------------------ helpers for streams
 
     def _wake_writer(self) -> None:
-        event = self._writer_event
-        if not event.is_set():
+        event = self._writer_waiting
+        if event is not None:
+            self._writer_waiting = None
             event.set()
 
     def _is_dead(self) -> bool:
@@ -312,22 +315,31 @@ class MuxedConnection(AsyncResource):
     async def _wait_for_queue_space(self) -> None:
         """Wait, in FIFO order, until the writer drained the queue below half its cap.
 
-        Waiters are woken one at a time (each wakes the next once it has queued, while
-        there is room), not all at once: with many streams a herd of senders waking per
-        batch only to find the queue full again cost more than the data they moved.
+        Waiters are woken one at a time, and the next only once the woken one has run:
+        it may fill the room with several ``send`` calls, as a lone sender does, and then
+        passes the turn on (``_pass_queue_space``) only if it leaves more than half the
+        queue free, or when it stops to wait for window. With many streams, waking the
+        next sender while the woken one was still queueing cost a wake-up per waiter that
+        found the queue full again.
         """
         event = anyio.Event()
         self._space_waiters.append(event)
         try:
             await event.wait()
         finally:
-            if not event.is_set():
+            if event.is_set():
+                self._space_handoff = False
+            else:
                 self._space_waiters.remove(event)
 
     def _pass_queue_space(self) -> None:
-        """Wake the next sender waiting for queue space, if there is room for it."""
+        """Wake the next sender waiting for queue space, if there is room for it and no
+        sender woken earlier is still to run."""
         waiters = self._space_waiters
-        if waiters and self._core.queued_data_size < self._space_high:
+        if waiters and not self._space_handoff and (
+            self._core.queued_data_size < self._space_high
+        ):
+            self._space_handoff = True
             waiters.popleft().set()
 
     async def _wait_idle(self) -> None:
@@ -385,7 +397,7 @@ class MuxedConnection(AsyncResource):
             core = self._core
             send = self.transport_stream.send
             batch = self.config.write_batch_size
-            low = self.config.max_write_queue_size >> 1
+            low = self._space_low
             try:
                 while True:
                     if core.has_data_to_send:
@@ -394,16 +406,16 @@ class MuxedConnection(AsyncResource):
                         self._bytes_written += len(data)
                         await send(data)
                         if self._space_waiters and core.queued_data_size <= low:
-                            self._space_waiters.popleft().set()
+                            self._pass_queue_space()
                         continue
                     idle = self._idle_event
                     if idle is not None:
                         self._idle_event = None
                         idle.set()
-                    event = self._writer_event
-                    if not event.is_set():
-                        await event.wait()
-                    self._writer_event = anyio.Event()
+                    # sleep until woken; a wake-up while busy needs no event (the loop
+                    # looks at the core again before sleeping)
+                    event = self._writer_waiting = anyio.Event()
+                    await event.wait()
                     if self._coalesce_next:
                         # an accept queued only an ACK: let the tasks woken in this loop
                         # turn (typically the handler's first reply) join the batch

@@ -209,7 +209,8 @@ class MuxedStream(ByteStream):
                             offset += n
                             conn._wake_writer()
                     if offset >= total:
-                        conn._pass_queue_space()
+                        if core.queued_data_size <= conn._space_low:
+                            conn._pass_queue_space()
                         return
                     event = self._send_event = anyio.Event()
                     if core.outbound_window(self.stream_id) == 0:

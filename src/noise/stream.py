@@ -69,7 +69,7 @@ class NoiseStream(ByteStream):
     _leftover: bytes = field(init=False, repr=False, default=b"")
     _send_queue: list[bytes] = field(init=False, repr=False, default_factory=list)
     _flushing: bool = field(init=False, repr=False, default=False)
-    _batch_done: anyio.Event = field(init=False, repr=False, default_factory=anyio.Event)
+    _batch_done: anyio.Event | None = field(init=False, repr=False, default=None)
     _send_error: BaseException | None = field(init=False, repr=False, default=None)
     _receive_guard: ResourceGuard = field(
         init=False, repr=False, default_factory=lambda: ResourceGuard("reading from")
@@ -261,7 +261,11 @@ class NoiseStream(ByteStream):
             return
         self._send_queue.append(item)
         if self._flushing:
+            # the next batch of the task that is writing carries our item; its event is
+            # made by the first waiter (a lone writer never makes one)
             done = self._batch_done
+            if done is None:
+                done = self._batch_done = anyio.Event()
             await done.wait()
             if self._send_error is not None:
                 raise anyio.BrokenResourceError from self._send_error
@@ -272,7 +276,7 @@ class NoiseStream(ByteStream):
                 batch = self._send_queue
                 self._send_queue = []
                 done = self._batch_done
-                self._batch_done = anyio.Event()
+                self._batch_done = None
                 try:
                     wire = self._core.seal(batch[0] if len(batch) == 1 else b"".join(batch))
                     await self.transport_stream.send(wire)  # type: ignore[arg-type]
@@ -280,13 +284,14 @@ class NoiseStream(ByteStream):
                     self._send_error = exc
                     raise
                 finally:
-                    done.set()
+                    if done is not None:
+                        done.set()
         except NonceExhaustedError:
             await anyio.aclose_forcefully(self.transport_stream)
             raise
         finally:
             self._flushing = False
-            if self._send_error is not None:
+            if self._send_error is not None and self._batch_done is not None:
                 self._batch_done.set()
 
     async def send_eof(self) -> None:

@@ -34,6 +34,7 @@ from plait.muxer import (
     YamuxConnection,
 )
 from plait.muxer._frames import HEADER, encode_header
+from plait.muxer._window import GROWTH_MIN_INTERVAL
 from support.yamux_pair import CorePair
 from support.yamux_raw import (
     ACK,
@@ -623,8 +624,14 @@ def test_start_sends_rtt_ping_when_auto_tuning() -> None:
 # ---------------------------------------------------------------- auto-tuning
 
 
-def _simulate_transfer(config: YamuxConfig, rtt: float, rounds: int) -> int:
-    """A window-limited bulk transfer over a link with ``rtt``; return the final window."""
+def _simulate_transfer(
+    config: YamuxConfig, rtt: float, rounds: int, *, interval: float | None = None
+) -> int:
+    """A window-limited bulk transfer over a link with ``rtt``; return the final window.
+
+    Each round the sender uses its whole window and the reader consumes what arrived;
+    a round takes one RTT, or ``interval`` seconds when given (a reader that drains its
+    window at that pace)."""
     pair = CorePair(config, config)
     pair.client.start(0.0)
     pair.server.start(0.0)
@@ -638,14 +645,15 @@ def _simulate_transfer(config: YamuxConfig, rtt: float, rounds: int) -> int:
     pair.flush(pair.client)  # pongs arrive after one RTT: rtt known on both sides
     pair.server.accept_stream(sid)
     chunk = b"z" * (4 * KIB * KIB)
+    step = (rtt if interval is None else interval) / 2
     for _ in range(rounds):
         pair.client.send_data(sid, chunk)
-        now += rtt / 2
+        now += step
         pair.now = now
         events = pair.flush(pair.client)
         got = len(data_of(events, sid))
         pair.server.acknowledge_received_data(sid, got, now=now)
-        now += rtt / 2
+        now += step
         pair.now = now
         pair.flush(pair.server)
     state = pair.server.stream_state(sid)
@@ -656,6 +664,17 @@ def _simulate_transfer(config: YamuxConfig, rtt: float, rounds: int) -> int:
 def test_auto_tuning_grows_at_50ms_rtt() -> None:
     size = _simulate_transfer(YamuxConfig(keepalive_interval=None), rtt=0.05, rounds=12)
     assert size >= 8 * KIB * KIB
+
+
+def test_auto_tuning_at_submillisecond_rtt_grows_for_a_reader_within_the_floor() -> None:
+    """At 0.2 ms RTT, a reader draining its window every 4 ms is slower than 4 RTT but
+    within GROWTH_MIN_INTERVAL: the window grows (fewer updates per byte)."""
+    assert GROWTH_MIN_INTERVAL == 0.020
+    config = YamuxConfig(keepalive_interval=None)
+    size = _simulate_transfer(config, rtt=0.0002, rounds=12, interval=0.004)
+    assert size >= 4 * KIB * KIB
+    # the RTT rule alone would not have grown it: a reader every 100 ms stays at 256 KiB
+    assert _simulate_transfer(config, rtt=0.0002, rounds=12, interval=0.1) == 256 * KIB
 
 
 def test_auto_tuning_off_keeps_initial_window() -> None:
