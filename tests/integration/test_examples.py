@@ -6,7 +6,10 @@ through their standard streams and waits for the lines they print, each wait bou
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import filecmp
+import importlib
 import os
 import re
 import signal
@@ -26,7 +29,9 @@ if TYPE_CHECKING:
 
     from anyio.abc import Process
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+DOCS = ROOT / "docs"
 SCRIPTS = ("chat.py", "file_transfer.py", "kv_service.py")
 TIMEOUT = 30.0  # seconds for any one expected line or exit
 ADDRESS = r"(tcp://127\.0\.0\.1:\d+)"
@@ -254,3 +259,90 @@ async def test_kv_service_from_its_own_proto(anyio_backend: str) -> None:
         server.process.send_signal(signal.SIGINT)  # as Ctrl-C
         await server.expect(r"^stopped with 200 key\(s\)$")
         assert await server.exit_code() == 0
+
+
+# --------------------------------------------------------------------------- the user guide
+
+
+def runnable_snippets() -> list[tuple[str, int, str]]:
+    """The complete programs in docs/*.md: python blocks that end by running ``main``."""
+    found = []
+    for page in sorted(DOCS.glob("*.md")):
+        blocks = re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), re.S)
+        found.extend((page.name, i, code) for i, code in enumerate(blocks)
+                     if "anyio.run(main" in code)
+    return found
+
+
+@pytest.mark.parametrize(("page", "index", "code"), runnable_snippets(),
+                         ids=lambda value: value if isinstance(value, str | int) else "")
+def test_programs_in_the_guide_run(page: str, index: int, code: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, f"{page} block {index}:\n{result.stderr}"
+    assert result.stdout.strip()  # each one prints what it did
+
+
+def test_the_guide_has_runnable_programs() -> None:
+    assert {page for page, _, _ in runnable_snippets()} >= {
+        "index.md", "embedding.md", "services.md", "messaging.md",
+    }
+
+
+CONFIG_CLASSES = {
+    "NodeConfig": "plait.node",
+    "UpgradeConfig": "plait.transport.upgrade",
+    "IdentityConfig": "plait.transport",
+    "TcpConfig": "plait.transport",
+    "MemoryTransportConfig": "plait.transport.memory",
+    "NoiseConfig": "plait.noise",
+    "YamuxConfig": "plait.muxer",
+    "NegotiationConfig": "plait.negotiation",
+    "RpcServerConfig": "plait.rpc",
+    "RpcClientConfig": "plait.rpc",
+    "PoolConfig": "plait.rpc",
+    "MessagingConfig": "plait.messaging",
+}
+
+
+def documented_defaults() -> dict[str, dict[str, str]]:
+    """``{class: {field: default}}`` from the tables of docs/limits.md."""
+    tables: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for line in (DOCS / "limits.md").read_text(encoding="utf-8").splitlines():
+        heading = re.match(r"^### `(\w+)`", line)
+        if heading:
+            current = tables.setdefault(heading[1], {})
+            continue
+        row = re.match(r"^\| `(\w+)` \| `([^`]*)` \|", line)
+        if row and current is not None:
+            current[row[1]] = row[2]
+    return tables
+
+
+def actual_default(field: dataclasses.Field[object]) -> str:
+    if field.default_factory is not dataclasses.MISSING:
+        return f"{field.default_factory.__qualname__}()"
+    value = field.default
+    if isinstance(value, enum.Enum):
+        return f"{type(value).__name__}.{value.name}"
+    return repr(value)
+
+
+def test_limits_page_quotes_every_config_field_and_its_actual_default() -> None:
+    tables = documented_defaults()
+    assert set(tables) == set(CONFIG_CLASSES)
+    for name, module in CONFIG_CLASSES.items():
+        cls = getattr(importlib.import_module(module), name)
+        actual = {field.name: actual_default(field) for field in dataclasses.fields(cls)}
+        assert tables[name] == actual, f"docs/limits.md is out of date for {name}"
+
+
+def test_links_in_the_guide_point_at_files_that_exist() -> None:
+    for page in sorted(DOCS.glob("*.md")):
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
+            if target == "../SECURITY.md" and not (ROOT / "SECURITY.md").exists():
+                continue  # written separately; the link is checked once it exists
+            assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
