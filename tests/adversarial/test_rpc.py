@@ -64,7 +64,9 @@ from plait.rpc.proto.greeting_pb2 import SayHelloRequest, SayHelloResponse, Slow
 from plait.rpc.proto.rpc_pb2 import RpcRequest, RpcResponse, RpcSession, RpcSessionReply
 from plait.rpc.service import RequestContext, Service, rpc
 from support.adversary import (
+    HELLO,
     NoiseYamux,
+    RpcProbe,
     assert_idle,
     bystander,
     listening_node,
@@ -73,77 +75,17 @@ from support.adversary import (
     rpc_frame,
     traced_peak,
     wait_until,
-    ymx_negotiate,
 )
 from support.yamux_raw import DATA, FIN, RST, SYN, WINDOW_UPDATE, frame
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from google.protobuf.message import Message
 
 pytestmark = [pytest.mark.anyio, pytest.mark.network]
 
 FAST = RpcClientConfig(deadline=5, deadline_grace_period=2, handshake_timeout=5)
-HELLO = RpcSession(supported_versions=[0])
 _LEN = struct.Struct(">I")
-
-
-class RpcProbe:
-    """One crafted RPC session on a YMX stream: negotiation done, frames in and out."""
-
-    def __init__(self, ymx: NoiseYamux, stream_id: int, protocol: bytes) -> None:
-        self.ymx = ymx
-        self.sid = stream_id
-        self.offset = 2 + len(protocol)  # the negotiation echo precedes the RPC frames
-
-    @classmethod
-    async def open(
-        cls, ymx: NoiseYamux, stream_id: int, protocol: bytes = GREETING_PROTOCOL
-    ) -> RpcProbe:
-        await ymx_negotiate(ymx, stream_id, protocol)
-        return cls(ymx, stream_id, protocol)
-
-    async def send(self, message: Message | bytes) -> None:
-        await self.ymx.send(frame(DATA, 0, self.sid, body=rpc_frame(message)))
-
-    async def handshake(self) -> RpcSessionReply:
-        await self.send(HELLO)
-        reply = RpcSessionReply.FromString(await self.next_body())
-        assert reply.WhichOneof("session_result") == "accepted_version", reply
-        return reply
-
-    def _bodies(self) -> list[bytes]:
-        data = self.ymx.data_of(self.sid)[self.offset :]
-        bodies = []
-        pos = 0
-        while len(data) - pos >= 4:
-            (length,) = _LEN.unpack_from(data, pos)
-            if len(data) - pos - 4 < length:
-                break
-            bodies.append(data[pos + 4 : pos + 4 + length])
-            pos += 4 + length
-        return bodies
-
-    async def next_body(self, timeout: float = 5.0) -> bytes:
-        """The next complete RPC frame body the server sent."""
-        taken = getattr(self, "_taken", 0)
-        await self.ymx.recv_until(lambda _fs: len(self._bodies()) > taken, timeout)
-        bodies = self._bodies()
-        assert len(bodies) > taken, "no RPC frame arrived"
-        self._taken = taken + 1
-        return bodies[taken]
-
-    async def response(self) -> RpcResponse:
-        return RpcResponse.FromString(await self.next_body())
-
-    def ended(self) -> bool:
-        """The server closed (FIN) or reset the stream."""
-        return any(f.stream_id == self.sid and f.flags & (FIN | RST) for f in self.ymx.frames)
-
-    async def wait_ended(self, timeout: float = 5.0) -> None:
-        await self.ymx.recv_until(lambda _fs: self.ended(), timeout)
-        assert self.ended(), "the server did not end the stream"
 
 
 @pytest.fixture

@@ -35,6 +35,8 @@ from anyio.abc import SocketAttribute, SocketStream
 from plait.identity import NodeIdentity
 from plait.node import ECHO_PROTOCOL_ID, Node, NodeConfig, NodeEvents, echo_handler
 from plait.noise import NoiseConfig, NoiseStream, StaticKeypair
+from plait.rpc.greeting import GREETING_PROTOCOL
+from plait.rpc.proto.rpc_pb2 import RpcResponse, RpcSession, RpcSessionReply
 from plait.transport import (
     DEFAULT_NETWORK_BYTE,
     IdentityFrameReader,
@@ -42,7 +44,7 @@ from plait.transport import (
     encode_identity_frame,
 )
 
-from support.yamux_raw import DATA, SYN, WINDOW_UPDATE, AsyncRawYamux, RawFrame, frame
+from support.yamux_raw import DATA, FIN, RST, SYN, WINDOW_UPDATE, AsyncRawYamux, RawFrame, frame
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -55,9 +57,11 @@ if TYPE_CHECKING:
 E = TypeVar("E")
 
 __all__ = (
+    "HELLO",
     "Bystander",
     "NoiseAttacker",
     "NoiseYamux",
+    "RpcProbe",
     "assert_idle",
     "listening_node",
     "negotiation_frame",
@@ -138,10 +142,17 @@ class NoiseAttacker:
         identity: PeerIdentity | None = None,
         exchange_identity: bool = True,
         source: str | None = None,
+        rcvbuf: int | None = None,
     ) -> NoiseAttacker:
-        """Wire byte, Noise XX as initiator and (by default) the identity exchange."""
+        """Wire byte, Noise XX as initiator and (by default) the identity exchange.
+
+        :param rcvbuf: make this a SLOW client (``SO_RCVBUF`` set before connecting).
+        """
         key = key if key is not None else StaticKeypair.generate()
-        tcp = await raw_connect(port, source=source)
+        if rcvbuf is not None:
+            tcp = await slow_connect(port, rcvbuf=rcvbuf)
+        else:
+            tcp = await raw_connect(port, source=source)
         await tcp.send(bytes([DEFAULT_NETWORK_BYTE]))
         noise = await NoiseStream.wrap(tcp, NoiseConfig(static_key=key), initiator=True)
         attacker = cls(tcp, noise, key)
@@ -243,10 +254,72 @@ async def ymx_negotiate(ymx: NoiseYamux, stream_id: int, protocol: bytes) -> Non
     assert data[: len(proposal)] == proposal, data
 
 
+HELLO = RpcSession(supported_versions=[0])
+"""The client's ``RpcSession`` offering version 0."""
+_LEN = struct.Struct(">I")
+
+
 def rpc_frame(message: Message | bytes) -> bytes:
     """``u32 BE length ‖ body`` (wire.md §3.1)."""
     body = message if isinstance(message, bytes) else message.SerializeToString()
     return struct.pack(">I", len(body)) + body
+
+
+class RpcProbe:
+    """RPC: one crafted session on a YMX stream (negotiation done), frames in and out."""
+
+    def __init__(self, ymx: NoiseYamux, stream_id: int, protocol: bytes) -> None:
+        self.ymx = ymx
+        self.sid = stream_id
+        self.offset = 2 + len(protocol)  # the negotiation echo precedes the RPC frames
+
+    @classmethod
+    async def open(
+        cls, ymx: NoiseYamux, stream_id: int, protocol: bytes = GREETING_PROTOCOL
+    ) -> RpcProbe:
+        await ymx_negotiate(ymx, stream_id, protocol)
+        return cls(ymx, stream_id, protocol)
+
+    async def send(self, message: Message | bytes) -> None:
+        await self.ymx.send(frame(DATA, 0, self.sid, body=rpc_frame(message)))
+
+    async def handshake(self) -> RpcSessionReply:
+        await self.send(HELLO)
+        reply = RpcSessionReply.FromString(await self.next_body())
+        assert reply.WhichOneof("session_result") == "accepted_version", reply
+        return reply
+
+    def _bodies(self) -> list[bytes]:
+        data = self.ymx.data_of(self.sid)[self.offset :]
+        bodies = []
+        pos = 0
+        while len(data) - pos >= 4:
+            (length,) = _LEN.unpack_from(data, pos)
+            if len(data) - pos - 4 < length:
+                break
+            bodies.append(data[pos + 4 : pos + 4 + length])
+            pos += 4 + length
+        return bodies
+
+    async def next_body(self, timeout: float = 5.0) -> bytes:
+        """The next complete RPC frame body the server sent."""
+        taken = getattr(self, "_taken", 0)
+        await self.ymx.recv_until(lambda _fs: len(self._bodies()) > taken, timeout)
+        bodies = self._bodies()
+        assert len(bodies) > taken, "no RPC frame arrived"
+        self._taken = taken + 1
+        return bodies[taken]
+
+    async def response(self) -> RpcResponse:
+        return RpcResponse.FromString(await self.next_body())
+
+    def ended(self) -> bool:
+        """The server closed (FIN) or reset the stream."""
+        return any(f.stream_id == self.sid and f.flags & (FIN | RST) for f in self.ymx.frames)
+
+    async def wait_ended(self, timeout: float = 5.0) -> None:
+        await self.ymx.recv_until(lambda _fs: self.ended(), timeout)
+        assert self.ended(), "the server did not end the stream"
 
 
 # ------------------------------------------------------------------------------ nodes
