@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(VENV)/bin/plait demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks examples fuzz
 	$(VENV)/bin/mypy --strict src
 
 bench: $(STAMP)

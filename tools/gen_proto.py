@@ -1,4 +1,4 @@
-"""Regenerate (or check) the committed protobuf code under ``src/**/proto/``.
+"""Regenerate (or check) the committed protobuf code under ``src/**/proto/`` and ``examples/``.
 
 Every ``.proto`` file is compiled by the protoc bundled in the pinned ``grpcio-tools``
 (see the ``proto`` extra in pyproject.toml) into ``<name>_pb2.py`` plus a mypy-protobuf
@@ -42,7 +42,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if committed code is stale")
     args = parser.parse_args()
-    protos = sorted(SRC.glob("**/proto/*.proto"))
+    protos = sorted(SRC.glob("**/proto/*.proto")) + sorted((ROOT / "examples").glob("*.proto"))
     stale: list[str] = []
     for proto in protos:
         if args.check:
