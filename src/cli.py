@@ -6,14 +6,19 @@ Subcommands, each with ``--help``:
     two nodes in one process over real TCP, printed as a short transcript (:mod:`plait.demo`);
 ``plait node``
     a node serving the echo protocol ``/plait/echo/1`` and the Greeting RPC service
-    ``/plait/greeting/1`` until SIGINT or SIGTERM, with the RPC server's session caps as flags;
+    ``/plait/greeting/1`` until SIGINT or SIGTERM, with the RPC server's session caps as flags,
+    ``--json`` (its peer id and addresses as one JSON line) and ``--metrics HOST:PORT`` (a
+    Prometheus exporter, :mod:`plait.metrics`);
 ``plait call ADDRESS METHOD ARG``
     one Greeting RPC against a running node, the reply on stdout (``--json`` for scripts);
 ``plait bench ...``
     the throughput benchmark, :func:`plait.bench.main` with the remaining arguments.
 
-Exit status: 0 on success, 1 when the operation failed (a typed error, printed on stderr),
-2 on a usage error.
+Exit status (:data:`EXIT_STATUS`, printed by ``plait --help``): 0 on success, and for ``plait
+node`` after its graceful stop on SIGINT or SIGTERM (its normal way to end); 1 when the
+operation failed (one line ``plait COMMAND: message`` on stderr, no traceback); 2 on a usage
+error; 130 when Ctrl-C (SIGINT) interrupted any other command. Ctrl-C never prints a
+traceback.
 """
 
 from __future__ import annotations
@@ -32,11 +37,32 @@ if TYPE_CHECKING:
     from .node import Node
     from .rpc import RpcServerConfig
 
-__all__ = ("DEFAULT_CALL_TIMEOUT", "DEFAULT_LISTEN_ADDRESS", "main")
+__all__ = (
+    "DEFAULT_CALL_TIMEOUT",
+    "DEFAULT_LISTEN_ADDRESS",
+    "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_STATUS",
+    "EXIT_USAGE",
+    "main",
+)
 
 DEFAULT_LISTEN_ADDRESS = "tcp://127.0.0.1:7000"
 DEFAULT_CALL_TIMEOUT = 30.0  # seconds for the whole of `plait call`: dial, session, reply
 CALL_METHODS = ("say_hello", "get_greetings", "get_public_key_hex")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2  # argparse's own
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_STATUS = f"""\
+exit status:
+  {EXIT_OK:<4} success; plait node also after a graceful stop on SIGINT or SIGTERM
+  {EXIT_FAILURE:<4} the operation failed: one line "plait COMMAND: message" on stderr
+  {EXIT_USAGE:<4} usage error: bad arguments (argparse's message on stderr)
+  {EXIT_INTERRUPTED:<4} interrupted by Ctrl-C (SIGINT) before it finished (no traceback)
+"""
 
 
 def _non_negative(text: str) -> int:
@@ -53,9 +79,25 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9464`` for IPv6; port 0 picks a free one)."""
+    host, sep, port_text = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    try:
+        port = int(port_text)
+    except ValueError:
+        port = -1
+    if not sep or not host or not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, port
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="plait", description="plait peer-to-peer transport stack"
+        prog="plait",
+        description="plait peer-to-peer transport stack. Every command has --help.",
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"plait {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -74,8 +116,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="run a node serving /plait/echo/1 and the Greeting RPC service until Ctrl-C",
         description="Run a plait node that serves the echo protocol /plait/echo/1 and the "
         "Greeting RPC service /plait/greeting/1 until SIGINT or SIGTERM, then shut down "
-        "gracefully. Prints 'peer id: HEX' and one 'listening on: ADDRESS' line per "
-        "listener on stdout; logs go to stderr.",
+        "gracefully (exit status 0). Prints 'peer id: HEX', one 'listening on: ADDRESS' line "
+        "per listener and, with --metrics, 'metrics on: URL' on stdout, or with --json one "
+        'JSON line {"peer_id": HEX, "listen": [ADDRESS, ...], "metrics": URL or null} once '
+        "everything listens; logs go to stderr.",
     )
     node.add_argument(
         "--listen", action="append", metavar="ADDRESS",
@@ -95,6 +139,15 @@ def _build_parser() -> argparse.ArgumentParser:
     node.add_argument(
         "--max-sessions-per-peer", type=_non_negative, metavar="N",
         help="RPC sessions alive at once per peer; 0 means unlimited (default 10)",
+    )
+    node.add_argument(
+        "--metrics", type=_host_port, metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free port); "
+        "needs prometheus-client: pip install 'plait[metrics]'",
+    )
+    node.add_argument(
+        "--json", action="store_true",
+        help="print the peer id, listen addresses and metrics URL as one JSON line",
     )
     node.add_argument(
         "--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -121,7 +174,8 @@ def _build_parser() -> argparse.ArgumentParser:
                       metavar="SECONDS",
                       help=f"limit for the whole call (default {DEFAULT_CALL_TIMEOUT:g})")
     call.add_argument("--json", action="store_true",
-                      help="print one JSON object (method, peer_id, reply) instead of text")
+                      help="print one JSON object (method, peer_id, the reply, latency_ms) "
+                      "instead of text")
     sub.add_parser(
         "bench",
         add_help=False,
@@ -150,8 +204,13 @@ def _node_identity(path: str | None) -> NodeIdentity:
 
 
 async def _serve_node(
-    identity: NodeIdentity, addresses: Sequence[str], rpc_config: RpcServerConfig
+    identity: NodeIdentity,
+    addresses: Sequence[str],
+    rpc_config: RpcServerConfig,
+    metrics: tuple[str, int] | None,
+    as_json: bool,
 ) -> BaseException | None:
+    import json
     import signal
 
     import anyio
@@ -165,16 +224,40 @@ async def _serve_node(
         async with Node(identity, NodeConfig(rpc_server=rpc_config)) as node:
             node.add_protocol(ECHO_PROTOCOL_ID, echo_handler)
             node.add_service(Greeting())
-            print(f"peer id: {node.peer_id}", flush=True)
-            try:
-                for address in addresses:
-                    bound = await node.listen(address)
-                    print(f"listening on: {bound}", flush=True)
-            except (PlaitError, OSError, ValueError) as exc:
-                return exc  # raised outside the node's task group: not wrapped in a group
-            async for signum in signals:
-                logger.info("received %s, shutting down", signal.Signals(signum).name)
-                break
+            if not as_json:
+                print(f"peer id: {node.peer_id}", flush=True)
+            async with anyio.create_task_group() as task_group:
+                # errors are returned from inside the node and the task group, so they are
+                # not wrapped in an exception group
+                try:
+                    bound: list[str] = []
+                    for address in addresses:
+                        bound.append(await node.listen(address))
+                        if not as_json:
+                            print(f"listening on: {bound[-1]}", flush=True)
+                    metrics_url = None
+                    if metrics is not None:
+                        from .metrics import serve_metrics
+
+                        try:
+                            endpoint = await task_group.start(serve_metrics, node, *metrics)
+                        except OSError as exc:
+                            host, port = metrics
+                            raise OSError(f"cannot serve metrics on {host}:{port}: "
+                                          f"{exc.strerror or exc}") from exc
+                        metrics_url = endpoint.url
+                        if not as_json:
+                            print(f"metrics on: {metrics_url}", flush=True)
+                except (PlaitError, OSError, ValueError) as exc:
+                    task_group.cancel_scope.cancel()
+                    return exc
+                if as_json:
+                    line = {"peer_id": node.peer_id, "listen": bound, "metrics": metrics_url}
+                    print(json.dumps(line), flush=True)
+                async for signum in signals:
+                    logger.info("received %s, shutting down", signal.Signals(signum).name)
+                    break
+                task_group.cancel_scope.cancel()
     return None
 
 
@@ -197,6 +280,12 @@ def _run_node(args: argparse.Namespace) -> int:
 
     from .errors import PlaitError
 
+    if args.metrics is not None:
+        try:
+            from . import metrics  # noqa: F401 - fail before the node starts
+        except ImportError as exc:
+            print(f"plait node: --metrics: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
     logging.basicConfig(
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -208,13 +297,15 @@ def _run_node(args: argparse.Namespace) -> int:
             identity,
             args.listen or [DEFAULT_LISTEN_ADDRESS],
             _rpc_server_config(args),
+            args.metrics,
+            args.json,
         )
         if error is not None:
             raise error
     except (PlaitError, OSError, ValueError) as exc:
         print(f"plait node: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_FAILURE
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- call
@@ -287,7 +378,7 @@ def _run_call(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         else:
             message = str(result) or type(result).__name__
         print(f"plait call: {message}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     elif args.method == "get_greetings":
@@ -297,7 +388,7 @@ def _run_call(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print(greeting)
     else:
         print(result["greeting" if args.method == "say_hello" else "public_key_hex"])
-    return 0
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- bench
@@ -308,21 +399,39 @@ def _run_bench(argv: Sequence[str]) -> int:
         from . import bench
     except ImportError as exc:
         print(f"plait bench: the benchmark package is not available ({exc})", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     bench_main = getattr(bench, "main", None)
     if bench_main is None:
         print("plait bench: plait.bench has no main(argv); the benchmark is not available",
               file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     return int(bench_main(list(argv)))
 
 
 # --------------------------------------------------------------------------- entry point
 
 
+def _interrupted(error: BaseException) -> bool:
+    """Whether ``error`` is Ctrl-C: a KeyboardInterrupt, or a group holding only those."""
+    if isinstance(error, KeyboardInterrupt):
+        return True
+    if isinstance(error, BaseExceptionGroup):
+        return all(_interrupted(inner) for inner in error.exceptions)
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the process exit code."""
-    arguments = list(sys.argv[1:] if argv is None else argv)
+    """Run the command line; return the process exit code (see :data:`EXIT_STATUS`)."""
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except BaseException as exc:
+        if not _interrupted(exc):
+            raise
+        print(file=sys.stderr)  # end the line the terminal echoed ^C on
+        return EXIT_INTERRUPTED
+
+
+def _main(arguments: list[str]) -> int:
     if arguments and arguments[0] == "bench":
         return _run_bench(arguments[1:])
     parser = _build_parser()
@@ -336,4 +445,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "call":
         return _run_call(args, parser)
     parser.print_help(sys.stderr)
-    return 2
+    return EXIT_USAGE

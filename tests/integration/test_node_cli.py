@@ -1,16 +1,19 @@
 """``plait node`` and ``plait call`` as subprocesses over real TCP on 127.0.0.1.
 
 A node is started with ``--listen tcp://127.0.0.1:0``; the tests wait for its printed
-``listening on:`` line (never a sleep), then reach it with a Node (echo, RPC) and with
-``plait call``, and finally stop it with a signal.
+``listening on:`` line or its ``--json`` line (never a sleep), then reach it with a Node
+(echo, RPC), with ``plait call`` and with a metrics scrape, and finally stop it with a
+signal: exit status 0 and no traceback. Ctrl-C during ``plait call`` exits 130.
 """
 
 from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -104,6 +107,7 @@ async def test_plait_node_serves_echo_and_greeting_until_a_signal(
                 await conn.wait_closed()  # the node said GO_AWAY on its way out
         errors = await read_stderr(running.process)
         assert "connected to" in errors and "stopped" in errors
+        assert "Traceback" not in errors
 
 
 async def run_plait(*args: str) -> subprocess.CompletedProcess[bytes]:
@@ -168,3 +172,92 @@ async def test_plait_node_session_caps_reach_the_rpc_server() -> None:
                 await first.aclose()
         running.process.send_signal(signal.SIGINT)
         assert await running.process.wait() == 0
+
+
+async def test_plait_node_json_line_and_metrics_then_ctrl_c() -> None:
+    command = [*PLAIT, "node", "--listen", "tcp://127.0.0.1:0", "--json",
+               "--metrics", "127.0.0.1:0"]
+    async with await anyio.open_process(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
+        try:
+            assert process.stdout is not None
+            out = BufferedByteReceiveStream(process.stdout)
+            with anyio.fail_after(30):
+                line = json.loads(await out.receive_until(b"\n", 10_000))
+            assert set(line) == {"peer_id", "listen", "metrics"}
+            assert len(line["listen"]) == 1 and line["listen"][0].startswith("tcp://127.0.0.1:")
+            assert line["metrics"].startswith("http://127.0.0.1:")
+            assert line["metrics"].endswith("/metrics")
+            async with Node(NodeIdentity.generate()) as node:
+                with anyio.fail_after(10):
+                    conn = await node.dial(line["listen"][0], line["peer_id"])
+                    client = await conn.connect_rpc(Greeting.Client)
+                    reply = await client.say_hello(SayHelloRequest(name="m"))
+                    assert reply.greeting == "Sawubona m"
+                    text = await anyio.to_thread.run_sync(
+                        lambda: urllib.request.urlopen(line["metrics"], timeout=10).read()
+                    )
+                    metrics = text.decode()
+                    assert 'plait_connections{direction="inbound"} 1.0' in metrics
+                    assert ('plait_rpc_server_sessions{protocol="/plait/greeting/1"} 1.0'
+                            in metrics)
+                    assert f'plait_peer_rpc_sessions{{peer_id="{node.peer_id}"}} 1.0' in metrics
+                    assert f'peer_id="{line["peer_id"]}"' in metrics  # plait_node_info
+                    process.send_signal(signal.SIGINT)
+                    assert await process.wait() == 0
+            with anyio.fail_after(10):
+                assert await out.receive(1) == b""  # nothing after the JSON line
+        except anyio.EndOfStream:
+            pass
+        finally:
+            if process.returncode is None:
+                process.kill()
+        errors = await read_stderr(process)
+        assert "received SIGINT, shutting down" in errors
+        assert "Traceback" not in errors
+
+
+async def test_plait_node_metrics_address_in_use_fails_cleanly() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = await run_plait("node", "--listen", "tcp://127.0.0.1:0", "--metrics",
+                               f"127.0.0.1:{port}", "--json", "--log-level", "ERROR")
+    assert done.returncode == 1
+    assert done.stdout == b""  # no JSON line: the node never fully started
+    assert done.stderr.decode() == (
+        f"plait node: cannot serve metrics on 127.0.0.1:{port}: Address already in use\n"
+    )
+
+
+async def test_ctrl_c_during_plait_call_exits_130_without_a_traceback() -> None:
+    # a TCP listener that accepts and stays silent: the call waits in the upgrade
+    accepted = anyio.Event()
+
+    async def hold(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            accepted.set()
+            await anyio.sleep_forever()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, hold)
+        command = [*PLAIT, "call", f"tcp://127.0.0.1:{port}", "say_hello", "x",
+                   "--timeout", "60"]
+        async with await anyio.open_process(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ) as process:
+            try:
+                with anyio.fail_after(30):
+                    await accepted.wait()
+                    process.send_signal(signal.SIGINT)
+                    assert await process.wait() == 130
+            finally:
+                if process.returncode is None:
+                    process.kill()
+            errors = await read_stderr(process)
+            assert "Traceback" not in errors and "KeyboardInterrupt" not in errors
+        tg.cancel_scope.cancel()

@@ -1,5 +1,6 @@
-"""The command line: --version, every subcommand's --help, usage errors, plait bench's
-dispatch to plait.bench.main, and the demo entry point."""
+"""The command line: --version, every subcommand's --help, the documented exit status,
+usage errors, Ctrl-C as exit status 130, plait bench's dispatch to plait.bench.main, and
+plait node --metrics without prometheus-client."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import subprocess
 import sys
 
 import plait
+import plait.cli
 import pytest
-from plait.cli import main
+from plait.cli import EXIT_INTERRUPTED, main
 
 PLAIT = [sys.executable, "-m", "plait"]
 
@@ -21,10 +23,11 @@ def test_version() -> None:
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
-        ([], ["demo", "node", "call", "bench"]),
-        (["demo"], ["usage: plait demo", "NO_SERVER_SESSIONS_AVAILABLE"]),
-        (["node"], ["--listen", "--identity", "--max-sessions", "--max-sessions-per-peer"]),
-        (["call"], ["ADDRESS", "say_hello", "--peer-id", "--json"]),
+        ([], ["demo", "node", "call", "bench", "exit status:", "130", "Ctrl-C"]),
+        (["demo"], ["usage: plait demo", "NO_SERVER_SESSIONS_AVAILABLE", "--backend"]),
+        (["node"], ["--listen", "--identity", "--max-sessions", "--max-sessions-per-peer",
+                    "--metrics HOST:PORT", "--json", "plait[metrics]"]),
+        (["call"], ["ADDRESS", "say_hello", "--peer-id", "--json", "--timeout"]),
         (["bench"], ["usage: plait bench", "--layer", "--quick"]),
     ],
 )
@@ -51,6 +54,11 @@ def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) ->
         ["call", "tcp://127.0.0.1:1", "get_greetings", "many"],
         ["call", "tcp://127.0.0.1:1", "say_hello", "x", "--language", "-1"],
         ["node", "--max-sessions", "-1"],
+        ["node", "--metrics", "nope"],
+        ["node", "--metrics", "127.0.0.1:65536"],
+        ["node", "--metrics", ":9464"],
+        ["node", "--metrics", "127.0.0.1:port"],
+        ["no-such-command"],
     ],
 )
 def test_usage_errors_exit_2(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -88,3 +96,57 @@ def test_bench_without_a_main_is_a_clear_error(
     monkeypatch.delattr(plait.bench, "main")
     assert main(["bench", "--quick"]) == 2
     assert "plait bench: plait.bench has no main" in capsys.readouterr().err
+
+
+def test_top_level_help_lists_every_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for code in ("0", "1", "2", "130"):
+        assert any(line.split()[:1] == [code] for line in out.splitlines()), code
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("127.0.0.1:9464", ("127.0.0.1", 9464)), ("[::1]:0", ("::1", 0)),
+     ("localhost:80", ("localhost", 80))],
+)
+def test_metrics_address_parsing(text: str, expected: tuple[str, int]) -> None:
+    args = plait.cli._build_parser().parse_args(["node", "--metrics", text])
+    assert args.metrics == expected
+
+
+@pytest.mark.parametrize(
+    "interrupt",
+    [KeyboardInterrupt(), BaseExceptionGroup("g", [KeyboardInterrupt(), KeyboardInterrupt()])],
+)
+def test_ctrl_c_is_exit_status_130_without_a_traceback(
+    interrupt: BaseException, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(*args: object) -> int:
+        raise interrupt
+
+    monkeypatch.setattr(plait.cli, "_run_call", interrupted)
+    assert main(["call", "tcp://127.0.0.1:1", "say_hello", "x"]) == EXIT_INTERRUPTED == 130
+    assert capsys.readouterr().err == "\n"
+
+
+def test_an_error_beside_ctrl_c_is_not_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    def failed(*args: object) -> int:
+        raise BaseExceptionGroup("g", [KeyboardInterrupt(), RuntimeError("bug")])
+
+    monkeypatch.setattr(plait.cli, "_run_call", failed)
+    with pytest.raises(BaseExceptionGroup):
+        main(["call", "tcp://127.0.0.1:1", "say_hello", "x"])
+
+
+def test_node_metrics_without_prometheus_client_fails_clearly() -> None:
+    code = ("import sys; sys.modules['prometheus_client'] = None; from plait.cli import main; "
+            "sys.exit(main(['node', '--listen', 'tcp://127.0.0.1:0', '--metrics', "
+            "'127.0.0.1:0']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 1
+    assert done.stdout == ""  # the node never started
+    assert done.stderr.startswith("plait node: --metrics: plait.metrics needs prometheus-client")
+    assert "pip install 'plait[metrics]'" in done.stderr
