@@ -423,7 +423,18 @@ def _interrupted(error: BaseException) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code (see :data:`EXIT_STATUS`)."""
     try:
-        return _main(list(sys.argv[1:] if argv is None else argv))
+        status = _main(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # a closed pipe fails here, not in the interpreter's exit
+        return status
+    except BrokenPipeError:
+        # stdout's reader left (``plait call ... | head -1``): stop quietly; point stdout at
+        # /dev/null so the interpreter's final flush does not fail again
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_FAILURE
     except BaseException as exc:
         if not _interrupted(exc):
             raise

@@ -4,6 +4,7 @@ plait node --metrics without prometheus-client."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -150,3 +151,16 @@ def test_node_metrics_without_prometheus_client_fails_clearly() -> None:
     assert done.stdout == ""  # the node never started
     assert done.stderr.startswith("plait node: --metrics: plait.metrics needs prometheus-client")
     assert "pip install 'plait[metrics]'" in done.stderr
+
+
+def test_a_closed_stdout_pipe_ends_quietly() -> None:
+    # `plait demo | head -c0`: the reader is gone before plait writes its transcript
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([*PLAIT, "demo"], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=60, check=False)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert done.stderr == ""
