@@ -8,6 +8,8 @@ and a client session is a negotiated substream handed to :meth:`plait.rpc.RpcCli
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import os
 import resource
@@ -200,6 +202,16 @@ def peak_rss() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
+def trim_heap() -> None:
+    """Give freed heap memory back to the system (glibc ``malloc_trim``), so that memory an
+    earlier scenario freed does not hide the next one's growth; a no-op elsewhere."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def reset_peak_rss() -> bool:
     """Reset the peak RSS to the current RSS (Linux >= 4.0, ``/proc/self/clear_refs`` mode 5)
     so that :func:`peak_rss` covers one scenario; ``False`` when that is not possible."""
@@ -254,6 +266,7 @@ def set_full_variant(full: bool) -> None:
 def measured(name: str) -> Iterator[Measurement]:
     """Time the block and record its peak RSS; print the figures afterwards (``pytest -s``)."""
     gc.collect()
+    trim_heap()
     measurement = Measurement(name, full=_context["full"], start_rss=current_rss())
     MEASUREMENTS.append(measurement)
     measurement.scenario_peak = reset_peak_rss()
