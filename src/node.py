@@ -85,6 +85,7 @@ from anyio.abc import ByteStream
 
 from .errors import BanTier, PlaitError
 from .identity import PUBLIC_KEY_SIZE, NodeId, PeerFeatures
+from .messaging import InboundMessages, Messaging, MessagingConfig
 from .muxer import YamuxConfig
 from .negotiation import (
     NegotiationConfig,
@@ -260,6 +261,12 @@ class NodeConfig:
     """Limits of the node's RPC server, shared by every service added with
     :meth:`Node.add_service`: ``max_sessions`` (global), ``max_sessions_per_peer``, handshake
     timeout, minimum and maximum request deadline, frame size."""
+    messaging: MessagingConfig | None = None
+    """The one-way messaging service (wire.md §4) the node runs on
+    ``MessagingConfig.protocol_id``, behind :meth:`Node.send_message` and
+    :meth:`Node.messages`. ``None`` (the default): the node does not speak the messaging
+    protocol, and :meth:`Node.send_message` raises
+    :class:`~plait.messaging.MessagingClosedError`. ``MessagingConfig()`` turns it on."""
 
     def __post_init__(self) -> None:
         self.upgrade_config()  # validates network_byte and the three timeouts
@@ -1031,6 +1038,7 @@ class Node:
         self._protocols: dict[bytes, ProtocolHandler] = {}
         self._protocol_ids: tuple[bytes, ...] = ()
         self._rpc_server = RpcServer(self.config.rpc_server)
+        self._messaging = Messaging(self, self.config.messaging or MessagingConfig())
         self._connections: dict[bytes, PeerConnection] = {}
         self._live: set[PeerConnection] = set()
         self._bans: dict[bytes, float | None] = {}
@@ -1102,6 +1110,8 @@ class Node:
         self._state = _State.RUNNING
         self._started_at = anyio.current_time()
         self._samples.append(_Sample(self._started_at, 0, 0, {}))
+        if self.config.messaging is not None:
+            await task_group.start(self._messaging.run)
         logger.info("node %s started", self._identity.node_id.short)
         return self
 
@@ -1200,6 +1210,41 @@ class Node:
     def rpc_server(self) -> RpcServer:
         """The node's RPC server: its services, limits and session counts."""
         return self._rpc_server
+
+    @property
+    def messaging(self) -> Messaging:
+        """The node's messaging service (``add_address``, ``flush``, ``statistics``); it runs
+        only when ``NodeConfig.messaging`` is set."""
+        return self._messaging
+
+    async def send_message(
+        self,
+        peer_id: str | bytes,
+        body: bytes,
+        *,
+        tag: int | None = None,
+        block: bool | None = None,
+    ) -> int:
+        """Queue a one-way message for ``peer_id`` (wire.md §4) and return its local tag.
+
+        The peer's connection is used, or made through an address :attr:`messaging` knows
+        (``node.messaging.add_address(peer_id, address)``, or learnt from an earlier
+        connection). Returning means queued, not delivered; see
+        :meth:`plait.messaging.Messaging.send_message`.
+
+        :raises MessageTooLargeError: ``body`` is above ``MessagingConfig.max_message_size``.
+        :raises OutboundQueueFullError: the peer's queue is full and the call may not wait.
+        :raises PeerUnreachableError: the peer is not connected and no address is known.
+        :raises MessagingClosedError: messaging is off (``NodeConfig.messaging`` is ``None``)
+            or the node is not running.
+        """
+        return await self._messaging.send_message(peer_id, body, tag=tag, block=block)
+
+    def messages(self) -> InboundMessages:
+        """Received messages with the sender's identity: ``async for message in
+        node.messages()`` yields :class:`~plait.messaging.InboundMessage` values
+        (``peer_id``, ``public_key``, ``tag``, ``body``)."""
+        return self._messaging.messages()
 
     def add_service(self, service: Service) -> None:
         """Serve an RPC service on its protocol id (``service.protocol``).
