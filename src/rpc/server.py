@@ -125,7 +125,7 @@ class RpcServer:
         decision = self._limits.admit(peer_key, has_route=service is not None)
         core = ServerSessionState(self._config)
         if isinstance(decision, Refused):
-            logger.info(
+            logger.debug(
                 "RPC session %r from %s refused: %s",
                 protocol,
                 peer_key.hex()[:16],
@@ -144,7 +144,7 @@ class RpcServer:
                 logger.info("RPC session %r from %s: %s", protocol, peer_key.hex()[:16], exc)
                 raise
             except RpcHandshakeTimeoutError:
-                logger.info(
+                logger.debug(
                     "RPC session %r from %s: handshake timed out", protocol, peer_key.hex()[:16]
                 )
             finally:
@@ -338,7 +338,7 @@ class _ServerSession:
                     await aclose()
 
     def _abandon(self, request: RequestReceived) -> None:
-        logger.info(
+        logger.debug(
             "RPC method %d exceeded its deadline of %ss; nothing sent",
             request.method,
             request.deadline,
