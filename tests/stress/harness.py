@@ -1,9 +1,10 @@
-"""Nodes, RPC wiring, teardown checks and measurements shared by the stress scenarios.
+"""Nodes, teardown checks and measurements shared by the stress scenarios.
 
-Nodes are real :class:`plait.node.Node` objects talking over TCP on 127.0.0.1. RPC is wired
-the way a node serves any protocol: the server node registers one raw protocol per service
-whose handler runs :meth:`plait.rpc.RpcServer.serve_session` on the negotiated substream,
-and a client session is a negotiated substream handed to :meth:`plait.rpc.RpcClient.connect`.
+Nodes are real :class:`plait.node.Node` objects talking over TCP on 127.0.0.1, used through
+the public API: the server node serves the services with :meth:`Node.add_service` (its
+:attr:`Node.rpc_server` applies ``NodeConfig.rpc_server``) and raw protocols with
+:meth:`Node.add_protocol`; clients use :meth:`PeerConnection.connect_rpc`,
+:meth:`PeerConnection.rpc_pool` and :meth:`PeerConnection.open_substream`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import os
 import resource
 import sys
 import time
+from collections import Counter
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import anyio
@@ -25,24 +27,20 @@ from plait.identity import NodeIdentity
 from plait.muxer import YamuxConfig
 from plait.muxer.config import DEFAULT_CREDIT
 from plait.node import Node, NodeConfig, PeerConnected, PeerConnection
-from plait.rpc import RpcClient, RpcClientConfig, RpcServer, RpcServerConfig
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+    from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 
-    from anyio.abc import ByteStream
     from plait.node import ProtocolHandler
-    from plait.rpc import Service
+    from plait.rpc import RejectReason, RpcServer, RpcServerConfig, Service
 
 __all__ = (
     "MEASUREMENTS",
     "MIB",
     "Measurement",
     "StressNodes",
-    "connector",
     "measured",
     "node_config",
-    "serve_rpc",
     "set_full_variant",
     "stress_nodes",
     "wait_until",
@@ -69,32 +67,6 @@ def node_config(max_streams: int = 512) -> NodeConfig:
     return NodeConfig(yamux=yamux, max_negotiating_streams=max(128, max_streams))
 
 
-def serve_rpc(node: Node, server: RpcServer) -> None:
-    """Serve every protocol of ``server`` on ``node``."""
-
-    def handler_for(protocol: bytes) -> Callable[[PeerConnection, ByteStream], Awaitable[None]]:
-        async def handler(conn: PeerConnection, stream: ByteStream) -> None:
-            await server.serve_session(stream, conn.public_key, protocol)
-
-        return handler
-
-    for protocol in server.protocols:
-        node.add_protocol(protocol, handler_for(protocol))
-
-
-def connector(
-    conn: PeerConnection, protocol: bytes, config: RpcClientConfig | None = None
-) -> Callable[[], Awaitable[RpcClient]]:
-    """The ``connect`` callable of an :class:`~plait.rpc.RpcClientPool`: one new session per
-    call, on a freshly negotiated substream of ``conn``."""
-
-    async def connect() -> RpcClient:
-        stream = await conn.open_substream(protocol)
-        return await RpcClient.connect(stream, config=config, protocol=protocol)
-
-    return connect
-
-
 @dataclass
 class StressNodes:
     """One server node with an RPC server and client nodes connected to it."""
@@ -110,6 +82,22 @@ class StressNodes:
     def streams_open(self) -> int:
         """Live Yamux streams on every connection, both ends."""
         return sum(c.muxer.statistics().streams for c in (*self.outbound, *self.inbound))
+
+    def refused(self, protocol: bytes) -> Counter[RejectReason]:
+        """Sessions of ``protocol`` the server refused so far, by reason; checked against
+        what the clients were told (fewer when a client gave up on a handshake, e.g. was
+        cancelled, before it read the refusal)."""
+        stats = self.server_node.stats().rpc.get(protocol)
+        served: Counter[RejectReason] = Counter()
+        if stats is not None:
+            served.update(stats.server.rejected_total)
+        told: Counter[RejectReason] = Counter()
+        for client in self.clients:
+            client_stats = client.stats().rpc.get(protocol)
+            if client_stats is not None:
+                told.update(client_stats.client.rejected_total)
+        assert told <= served, (served, told)
+        return served
 
     def idle(self) -> bool:
         stats = self.server_node.statistics()
@@ -145,17 +133,17 @@ async def stress_nodes(
     """A server node serving ``services`` (and the raw ``protocols``) and ``clients`` client
     nodes dialled to it, over TCP on 127.0.0.1. On exit every node shuts down."""
     config = node_config(max_streams)
-    rpc_server = RpcServer(server_config)
-    for service in services:
-        rpc_server.add_service(service)
     async with AsyncExitStack() as stack:
-        server_node = await stack.enter_async_context(Node(NodeIdentity.generate(), config))
-        serve_rpc(server_node, rpc_server)
+        server_node = await stack.enter_async_context(
+            Node(NodeIdentity.generate(), replace(config, rpc_server=server_config))
+        )
+        for service in services:
+            server_node.add_service(service)
         for protocol, handler in (protocols or {}).items():
             server_node.add_protocol(protocol, handler)
         address = await server_node.listen("tcp://127.0.0.1:0")
         events = await stack.enter_async_context(server_node.events())
-        nodes = StressNodes(server_node, rpc_server, [], [])
+        nodes = StressNodes(server_node, server_node.rpc_server, [], [])
         for _ in range(clients):
             client = await stack.enter_async_context(Node(NodeIdentity.generate(), config))
             nodes.clients.append(client)

@@ -27,24 +27,13 @@ is removed. Every hang is bounded by ``anyio.fail_after``.
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from typing import TYPE_CHECKING
 
 import anyio
 import pytest
-from plait.rpc import (
-    PoolConfig,
-    RpcClientConfig,
-    RpcClientPool,
-    RpcHandshakeRejected,
-    RpcServerConfig,
-)
+from plait.rpc import RejectReason, RpcClientConfig, RpcServerConfig
 
-from .harness import connector, stress_nodes, wait_until
-from .service import StressRequest, StressService, check_item
-
-if TYPE_CHECKING:
-    from plait.rpc import RpcClient
+from .harness import stress_nodes, wait_until
+from .service import STRESS_PROTOCOL, StressRequest, StressService, check_item
 
 pytestmark = [pytest.mark.anyio, pytest.mark.network]
 
@@ -60,8 +49,7 @@ HANG_GUARD = 2.0  # every call here takes milliseconds
 )
 async def test_call_cancelled_at_start_releases_the_session(anyio_backend: str) -> None:
     async with stress_nodes(StressService(), server_config=SERVER) as nodes:
-        connect = connector(nodes.outbound[0], StressService.protocol, CONFIG)
-        client = StressService.Client(await connect())
+        client = await nodes.outbound[0].connect_rpc(StressService.Client, config=CONFIG)
         with anyio.CancelScope() as scope:
             scope.cancel()  # the caller is cancelled just as its call starts
             async with client.stream_items(StressRequest(task=1, num_items=1, item_size=8)):
@@ -83,8 +71,7 @@ async def test_call_cancelled_at_start_releases_the_session(anyio_backend: str) 
 async def test_two_interrupted_streams_in_a_row_keep_the_session(anyio_backend: str) -> None:
     service = StressService()
     async with stress_nodes(service, server_config=SERVER) as nodes:
-        connect = connector(nodes.outbound[0], StressService.protocol, CONFIG)
-        client = StressService.Client(await connect())
+        client = await nodes.outbound[0].connect_rpc(StressService.Client, config=CONFIG)
         with anyio.fail_after(HANG_GUARD):
             # 1: 5 items of 1 KiB; read one, let the server send the rest, interrupt.
             request = StressRequest(task=1, num_items=5, item_size=1024)
@@ -113,8 +100,7 @@ async def test_two_interrupted_streams_in_a_row_keep_the_session(anyio_backend: 
 async def test_interrupted_long_stream_keeps_the_session(anyio_backend: str) -> None:
     service = StressService()
     async with stress_nodes(service, server_config=SERVER) as nodes:
-        connect = connector(nodes.outbound[0], StressService.protocol, CONFIG)
-        client = StressService.Client(await connect())
+        client = await nodes.outbound[0].connect_rpc(StressService.Client, config=CONFIG)
         with anyio.fail_after(HANG_GUARD):
             # 1000 items of 100 bytes: read one, let the server send 50, interrupt.
             request = StressRequest(task=1, num_items=1000, item_size=100)
@@ -141,8 +127,7 @@ async def test_client_closing_mid_stream_is_not_a_server_error(
 ) -> None:
     service = StressService()
     async with stress_nodes(service, server_config=SERVER) as nodes:
-        connect = connector(nodes.outbound[0], StressService.protocol, CONFIG)
-        client = StressService.Client(await connect())
+        client = await nodes.outbound[0].connect_rpc(StressService.Client, config=CONFIG)
         with anyio.fail_after(HANG_GUARD):
             # An unpaced stream of 1000 items; the client closes the session after one.
             request = StressRequest(task=1, num_items=1000, item_size=100)
@@ -169,22 +154,14 @@ async def test_exclusive_pool_does_not_storm_a_capped_server(anyio_backend: str)
     session, waiters should wait for a lease, not open (and be refused) again and again."""
     service = StressService()
     server_config = RpcServerConfig(max_sessions=None, max_sessions_per_peer=STORM_PEER_CAP)
-    refused: Counter[str] = Counter()
     done = 0
     async with stress_nodes(service, server_config=server_config) as nodes:
-        connect = connector(nodes.outbound[0], StressService.protocol, CONFIG)
-
-        async def connect_counted() -> RpcClient:
-            try:
-                return await connect()
-            except RpcHandshakeRejected as exc:
-                refused[exc.reason.name] += 1
-                raise
-
-        pool = RpcClientPool(
-            connect_counted,
+        pool = nodes.outbound[0].rpc_pool(
             StressService.Client,
-            PoolConfig(size=STORM_POOL_SIZE, exclusive=True, acquire_timeout=10),
+            size=STORM_POOL_SIZE,
+            exclusive=True,
+            acquire_timeout=10,
+            config=CONFIG,
         )
 
         async def task(task_id: int) -> None:
@@ -204,7 +181,8 @@ async def test_exclusive_pool_does_not_storm_a_capped_server(anyio_backend: str)
                     tg.start_soon(task, task_id)
         await pool.aclose()
         await nodes.wait_idle()
+        refused = nodes.refused(STRESS_PROTOCOL)
     assert done == STORM_TASKS  # every task got a session in the end
-    assert refused["NO_CLIENT_SESSIONS_AVAILABLE"] > 0  # the cap was hit
+    assert refused[RejectReason.NO_CLIENT_SESSIONS_AVAILABLE] > 0  # the cap was hit
     # Each waiter may learn about the cap once; a storm is many refusals per waiter.
-    assert sum(refused.values()) <= STORM_TASKS, dict(refused)
+    assert refused.total() <= STORM_TASKS, dict(refused)

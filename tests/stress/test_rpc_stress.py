@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING
 
 import anyio
 import pytest
-from plait.rpc import PoolConfig, RpcClientConfig, RpcClientPool, RpcServerConfig
+from plait.rpc import RpcClientConfig, RpcServerConfig
 
-from .harness import MIB, connector, current_rss, measured, stress_nodes
+from .harness import MIB, current_rss, measured, stress_nodes
 from .service import StressRequest, StressService, check_item
 
 if TYPE_CHECKING:
-    from plait.rpc import RpcClient
+    from plait.rpc import ServiceClient
 
 pytestmark = [pytest.mark.anyio, pytest.mark.network]
 
@@ -95,11 +95,7 @@ async def run_scenario(scenario: Scenario, label: str) -> None:
         ) as nodes:
             conn = nodes.outbound[0]
 
-            pool = RpcClientPool(
-                connector(conn, StressService.protocol, client_config),
-                StressService.Client,
-                PoolConfig(size=scenario.sessions),
-            )
+            pool = conn.rpc_pool(StressService.Client, size=scenario.sessions, config=client_config)
 
             async def task(task_id: int) -> None:
                 request = StressRequest(
@@ -153,11 +149,11 @@ async def run_idle_sessions(count: int, cap: int, label: str) -> None:
         async with stress_nodes(
             StressService(), server_config=server_config, max_streams=2 * count
         ) as nodes:
-            connect = connector(nodes.outbound[0], StressService.protocol, RpcClientConfig())
-            clients: list[RpcClient] = []
+            conn = nodes.outbound[0]
+            clients: list[ServiceClient] = []
 
             async def open_one() -> None:
-                clients.append(await connect())
+                clients.append(await conn.connect_rpc(StressService.Client))
 
             # Python objects allocated for the sessions and still alive, measured by
             # tracemalloc: exact, and unaffected by memory an earlier scenario freed, which

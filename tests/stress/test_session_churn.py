@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import pytest
 from plait.rpc import (
-    PoolConfig,
     RejectReason,
     RpcClientConfig,
     RpcClientPool,
@@ -32,11 +31,11 @@ from plait.rpc import (
     RpcServerConfig,
 )
 
-from .harness import MIB, connector, measured, stress_nodes
-from .service import StressRequest, StressService, check_item
+from .harness import MIB, measured, stress_nodes
+from .service import STRESS_PROTOCOL, StressRequest, StressService, check_item
 
 if TYPE_CHECKING:
-    from plait.rpc import RequestContext, RpcClient
+    from plait.rpc import RequestContext
 
 pytestmark = [pytest.mark.anyio, pytest.mark.network]
 
@@ -114,34 +113,20 @@ async def run_churn(
     service = StressService(on_call=watch)
     server_config = RpcServerConfig(max_sessions=SERVER_CAP, max_sessions_per_peer=PEER_CAP)
     outcomes: Counter[str] = Counter()
-    refused_opens: Counter[str] = Counter()
     with measured(label) as measurement:
         async with stress_nodes(
             service, server_config=server_config, clients=CLIENT_NODES
         ) as nodes:
             watch.count_total = lambda: nodes.rpc_server.num_active_sessions
             watch.count_peer = nodes.rpc_server.num_active_sessions_for
-
-            def counting(conn_index: int) -> object:
-                connect = connector(
-                    nodes.outbound[conn_index], StressService.protocol, CLIENT_CONFIG
-                )
-
-                async def connect_counted() -> RpcClient:
-                    try:
-                        return await connect()
-                    except RpcHandshakeRejected as exc:
-                        refused_opens[exc.reason.name] += 1
-                        raise
-
-                return connect_counted
-
             for round_no in range(rounds):
                 pools = [
-                    RpcClientPool(
-                        counting(pool // POOLS_PER_NODE),  # type: ignore[arg-type]
+                    nodes.outbound[pool // POOLS_PER_NODE].rpc_pool(
                         StressService.Client,
-                        PoolConfig(size=POOL_SIZE, exclusive=True, acquire_timeout=ACQUIRE_TIMEOUT),
+                        size=POOL_SIZE,
+                        exclusive=True,
+                        acquire_timeout=ACQUIRE_TIMEOUT,
+                        config=CLIENT_CONFIG,
                     )
                     for pool in range(CLIENT_NODES * POOLS_PER_NODE)
                 ]
@@ -184,11 +169,16 @@ async def run_churn(
                 await nodes.wait_idle()
                 assert nodes.rpc_server.num_active_sessions == 0
                 assert nodes.streams_open() == 0
-        measurement.notes.append(f"outcomes {dict(outcomes)}, refused opens {dict(refused_opens)}")
+            refused = nodes.refused(STRESS_PROTOCOL)
+        measurement.notes.append(
+            f"outcomes {dict(outcomes)}, refused sessions "
+            f"{ {reason.name: count for reason, count in refused.items()} }"
+        )
     assert sum(outcomes.values()) == rounds * TASKS
     assert outcomes["ok"] > 0
     assert outcomes["cancelled"] > 0
-    assert sum(refused_opens.values()) > 0  # the caps were hit
+    assert refused.total() > 0  # the caps were hit
+    assert set(refused) <= set(REJECTIONS)
     assert 0 < watch.max_total <= SERVER_CAP
     assert 0 < watch.max_per_peer <= PEER_CAP
     assert measurement.peak_growth < memory_cap, measurement.line()
