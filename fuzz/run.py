@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TARGETS = ("noise", "yamux", "negotiation", "rpc", "identity")
+TARGETS = ("noise", "yamux", "negotiation", "rpc", "identity", "messaging")
 
 
 def _seed_corpus(name: str, seeds: list[bytes]) -> Path:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from types import ModuleType
 
 FUZZ_DIR = Path(__file__).resolve().parents[2] / "fuzz"
-TARGETS = ("noise", "yamux", "negotiation", "rpc", "identity")
+TARGETS = ("noise", "yamux", "negotiation", "rpc", "identity", "messaging")
 
 
 def load(target: str) -> ModuleType:
