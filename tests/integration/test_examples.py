@@ -265,9 +265,10 @@ async def test_kv_service_from_its_own_proto(anyio_backend: str) -> None:
 
 
 def runnable_snippets() -> list[tuple[str, int, str]]:
-    """The complete programs in docs/*.md: python blocks that end by running ``main``."""
+    """The complete programs in README.md and docs/*.md: python blocks that end by running
+    ``main``."""
     found = []
-    for page in sorted(DOCS.glob("*.md")):
+    for page in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
         blocks = re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), re.S)
         found.extend((page.name, i, code) for i, code in enumerate(blocks)
                      if "anyio.run(main" in code)
@@ -287,7 +288,7 @@ def test_programs_in_the_guide_run(page: str, index: int, code: str) -> None:
 
 def test_the_guide_has_runnable_programs() -> None:
     assert {page for page, _, _ in runnable_snippets()} >= {
-        "index.md", "embedding.md", "services.md", "messaging.md",
+        "README.md", "index.md", "embedding.md", "services.md", "messaging.md",
     }
 
 
