@@ -42,11 +42,6 @@ SERVER = RpcServerConfig(max_sessions=None, max_sessions_per_peer=None)
 HANG_GUARD = 2.0  # every call here takes milliseconds
 
 
-@pytest.mark.xfail(
-    reason="rpc/client.py _CallGate.acquire: a cancellation at the fast path's checkpoint "
-    "leaks the gate; the session's next call waits forever",
-    strict=True,
-)
 async def test_call_cancelled_at_start_releases_the_session(anyio_backend: str) -> None:
     async with stress_nodes(StressService(), server_config=SERVER) as nodes:
         client = await nodes.outbound[0].connect_rpc(StressService.Client, config=CONFIG)

@@ -448,3 +448,27 @@ async def test_stream_cancelled_while_queued_can_start_later() -> None:
         assert [t.value async for t in second] == ["Sawubona", "Jambo", "Bonjour"]
         reply = await client.say_hello(SayHelloRequest(name="z", language=4))
         assert reply.greeting == "Molo z"
+
+
+async def test_calls_cancelled_as_they_start_leave_the_session_free() -> None:
+    """A cancellation delivered while a call takes the session (the call gate's fast path)
+    must not leave the session owned by nobody."""
+    async with harness() as h:
+        client, _ = await h.connect()
+        starts = (
+            lambda: client.say_hello(SayHelloRequest(name="never")),
+            lambda: client.get_greetings(GetGreetingsRequest(num=2)).start(),
+            client.session.ping,
+        )
+        for start in starts:
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await start()
+            assert scope.cancelled_caught
+        with anyio.fail_after(5):
+            reply = await client.say_hello(SayHelloRequest(name="after", language=3))
+            assert [t.value async for t in client.get_greetings(GetGreetingsRequest(num=1))] == [
+                "Sawubona"
+            ]
+            assert await client.session.ping() >= 0
+        assert reply.greeting == "Hello after"
