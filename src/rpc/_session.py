@@ -41,15 +41,24 @@ treats the rest of that reply as stale. A ping is ``request_id 0, flags ACK``; t
 echoes ACK.
 
 *Client checks on each response frame* (§3.4): ``request_id`` must fit in u16 and ``flags``
-in FIN|ACK, else violation. Frames of the previous request (interrupted or timed out) are
-skipped, at most ``max_stale_responses`` in a row; the next one is a violation. ACK outside
-a ping, any other id mismatch, a status of 11 or more, a pong without ACK or with a non-OK
-status: violation. The request in flight times out ``deadline + grace`` after the request was
-sent or after its last frame (:class:`~plait.rpc.events.ResponseTimedOut`); the session stays
-usable. Differences from tari: the stale id is the previous request's actual id (tari's
-``id + 1 == expected`` misses the previous request at the 65535 → 1 wrap), frames of an
-interrupted request are also skipped while a ping is in flight, and a late pong after an
-abandoned ping is skipped instead of ending the session.
+in FIN|ACK, else violation. Frames of an interrupted request (the client sent FIN) are
+skipped without counting until that request's last frame (FIN or a non-OK status): the
+server keeps the session after an interrupt, and whatever it wrote before reading the FIN is
+still on its way; the ids of the last ``MAX_INTERRUPTED_REQUESTS`` interrupted requests are
+remembered. Frames of the previous request when it timed out (no FIN is sent then) and late
+pongs are skipped at most ``max_stale_responses`` in a row; the next one is a violation. ACK
+outside a ping, any other id mismatch (an id neither in flight nor interrupted, or an
+interrupted request's frame after its last one), a status of 11 or more, a pong without ACK
+or with a non-OK status: violation. Skipped frames do not restart the reply timer: the
+request in flight times out ``deadline + grace`` after the request was sent or after its
+last frame (:class:`~plait.rpc.events.ResponseTimedOut`); the session stays usable.
+Differences from tari, which skips late frames of the previous request only, at most 20 in a
+row, and so fails a session after two interrupted calls in a row or one interrupted stream
+with more than 20 frames in flight: interrupted requests are tracked by id as above; the
+stale id is the previous request's actual id (tari's ``id + 1 == expected`` misses the
+previous request at the 65535 → 1 wrap); frames of an interrupted request are also skipped
+while a ping is in flight; and a late pong after an abandoned ping is skipped instead of
+ending the session.
 
 *Errors* (style.md §4). A peer violation moves the core to ``FAILED`` and raises
 :class:`~plait.rpc.errors.RpcProtocolViolation`; every later call raises
@@ -62,12 +71,18 @@ Phase changes are listed once, in ``_CLIENT_TRANSITIONS`` and ``_SERVER_TRANSITI
 from __future__ import annotations
 
 import enum
+from collections import deque
 from typing import TYPE_CHECKING, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
 from ._framing import FrameDecoder, frame_header
-from .config import RpcClientConfig, RpcServerConfig, max_response_payload_size
+from .config import (
+    MAX_INTERRUPTED_REQUESTS,
+    RpcClientConfig,
+    RpcServerConfig,
+    max_response_payload_size,
+)
 from .errors import (
     RequestTooLargeError,
     RpcProtocolViolation,
@@ -220,6 +235,10 @@ class ClientSessionState:
         """Id of the request before it: its late frames are stale while ``_last_id`` is in
         flight."""
         self._method = 0
+        self._interrupted: deque[int] = deque(maxlen=MAX_INTERRUPTED_REQUESTS)
+        """Ids of requests interrupted with FIN, oldest first: the server may still send
+        frames it wrote before reading the FIN. They are skipped, uncounted, until the
+        request's last frame (FIN or an error status); the oldest id is forgotten first."""
         self._stale_count = 0
         self._late_pongs = 0
         """Pongs still owed by abandoned pings; each may arrive late and is skipped."""
@@ -328,6 +347,8 @@ class ClientSessionState:
             )
         self._advance(next_input)
         self._queue(request)
+        if request_id in self._interrupted:  # the id came round again (wrap at 65535)
+            self._interrupted.remove(request_id)
         self._previous_id, self._last_id, self._method = self._last_id, request_id, method
         self._start_wait(now)
         return request_id
@@ -347,7 +368,7 @@ class ClientSessionState:
 
         For a request, queues ``RpcRequest{request_id, method, flags FIN, deadline}`` so the
         server stops streaming (wire.md §3.9); for a ping nothing is sent. Later frames of
-        that request (or the late pong) are skipped as stale.
+        that request, up to its last one, are skipped (for a ping: its late pong).
 
         :return: whether something was in flight.
         """
@@ -444,6 +465,7 @@ class ClientSessionState:
                 deadline=self._config.wire_deadline,
             )
         )
+        self._interrupted.append(self._last_id)
 
     def _start_wait(self, now: float) -> None:
         self._wait_started = now
@@ -474,6 +496,9 @@ class ClientSessionState:
             raise RpcProtocolViolation("unexpected ACK response", seen=flags)
         in_flight = self.request_in_flight
         if request_id != in_flight:
+            if request_id in self._interrupted:
+                self._skip_interrupted(request_id, flags, status)
+                return None
             stale_id = self._previous_id if in_flight is not None else self._last_id
             if request_id == stale_id and request_id != 0 and self._skip_stale(request_id):
                 return None
@@ -502,6 +527,9 @@ class ClientSessionState:
     def _on_pong(self, request_id: int, flags: int, status: int, now: float) -> PongReceived | None:
         # Any next frame is the pong (tari reads it without an id check), except leftovers of
         # an interrupted or timed-out request, which are skipped like any stale frame.
+        if not flags & _ACK and request_id in self._interrupted:
+            self._skip_interrupted(request_id, flags, status)
+            return None
         if not flags & _ACK and request_id == self._last_id != 0 and self._skip_stale(request_id):
             return None
         if status != StatusCode.OK:
@@ -513,6 +541,10 @@ class ClientSessionState:
         self._timer = None
         assert self._last_latency is not None
         return PongReceived(latency=self._last_latency)
+
+    def _skip_interrupted(self, request_id: int, flags: int, status: int) -> None:
+        if flags & _FIN or status != StatusCode.OK:  # its last frame: nothing more will come
+            self._interrupted.remove(request_id)
 
     def _skip_stale(self, request_id: int) -> bool:
         self._stale_count += 1

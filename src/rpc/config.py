@@ -20,6 +20,7 @@ __all__ = (
     "DEFAULT_POOL_ACQUIRE_TIMEOUT",
     "DEFAULT_SERVER_HANDSHAKE_TIMEOUT",
     "MAX_HEADER_SIZE",
+    "MAX_INTERRUPTED_REQUESTS",
     "MAX_STALE_RESPONSES",
     "RPC_MAX_FRAME_SIZE",
     "SUPPORTED_RPC_VERSIONS",
@@ -33,6 +34,9 @@ RPC_MAX_FRAME_SIZE = 4 * 1024 * 1024  # tari protocol/rpc/mod.rs RPC_MAX_FRAME_S
 MAX_HEADER_SIZE = 4 + 4 * 5  # tari protocol/rpc/message.rs: room for the RpcResponse fields
 SUPPORTED_RPC_VERSIONS = (0,)  # tari protocol/rpc/handshake.rs SUPPORTED_RPC_VERSIONS
 MAX_STALE_RESPONSES = 20  # tari client/mod.rs: late replies skipped per read before giving up
+MAX_INTERRUPTED_REQUESTS = 64  # plait: interrupted request ids a client session remembers
+"""Ids of interrupted requests a client session remembers, newest kept: their late frames (sent
+before the server read the FIN) are skipped, uncounted, until the request's last frame."""
 
 DEFAULT_MAX_SESSIONS = 100  # tari base node (base_layer/p2p/src/config.rs); hardening.md §2.7
 DEFAULT_MAX_SESSIONS_PER_PEER = 10  # tari base node; hardening.md §2.7
@@ -115,7 +119,9 @@ class RpcClientConfig:
     """Largest frame body in either direction, bytes; larger requests raise
     :class:`~plait.rpc.RequestTooLargeError` before sending."""
     max_stale_responses: int = MAX_STALE_RESPONSES
-    """Late frames of the previous request skipped in a row before the session fails."""
+    """Late frames of the previous request (timed out) and late pongs skipped in a row before
+    the session fails; frames of interrupted requests are skipped without counting (up to
+    :data:`MAX_INTERRUPTED_REQUESTS` of them remembered)."""
     supported_versions: tuple[int, ...] = SUPPORTED_RPC_VERSIONS
     """RPC protocol versions offered in the handshake."""
 

@@ -58,11 +58,6 @@ async def test_call_cancelled_at_start_releases_the_session(anyio_backend: str) 
         await nodes.wait_idle()
 
 
-@pytest.mark.xfail(
-    reason="rpc/_session.py: late frames of a request interrupted two calls ago are a "
-    "protocol violation (only the previous id is skipped)",
-    strict=True,
-)
 async def test_two_interrupted_streams_in_a_row_keep_the_session(anyio_backend: str) -> None:
     service = StressService()
     async with stress_nodes(service, server_config=SERVER) as nodes:
@@ -87,11 +82,6 @@ async def test_two_interrupted_streams_in_a_row_keep_the_session(anyio_backend: 
         await nodes.wait_idle()
 
 
-@pytest.mark.xfail(
-    reason="rpc/_session.py: more than max_stale_responses (20) late frames of an "
-    "interrupted stream are a protocol violation",
-    strict=True,
-)
 async def test_interrupted_long_stream_keeps_the_session(anyio_backend: str) -> None:
     service = StressService()
     async with stress_nodes(service, server_config=SERVER) as nodes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from plait.rpc._session import ClientSessionPhase, ClientSessionState
-from plait.rpc.config import RpcClientConfig
+from plait.rpc.config import MAX_INTERRUPTED_REQUESTS, RpcClientConfig
 from plait.rpc.errors import (
     RequestTooLargeError,
     RpcProtocolViolation,
@@ -280,38 +280,111 @@ def test_stale_frames_of_the_interrupted_request_are_skipped() -> None:
     assert events == [ResponseReceived(request_id=2, status=OK, payload=b"", final=True)]
 
 
-def test_at_most_twenty_stale_frames_in_a_row() -> None:
-    client = open_client()
+@pytest.mark.parametrize(
+    "last_frame", [response(1, flags=FIN), response(1, status=int(StatusCode.GENERAL))]
+)
+def test_an_interrupted_request_is_skipped_uncounted_until_its_last_frame(
+    last_frame: bytes,
+) -> None:
+    client = open_client(RpcClientConfig(max_stale_responses=0))
     client.send_request(8, b"", streaming=True, now=0.0)
     client.interrupt()
     client.send_request(8, b"", now=0.0)
-    assert client.receive_data(response(1, payload=b"x") * 20, now=0.0) == []
+    # Late items the server wrote before it read the FIN: none counts as stale.
+    assert client.receive_data(response(1, payload=b"x") * 100 + last_frame, now=0.0) == []
+    assert client.request_in_flight == 2
+    # After its last frame the request is over: a frame of it is only a stale frame of the
+    # previous request (tari's rule, here with no tolerance).
     with pytest.raises(RpcProtocolViolation, match="stale"):
         client.receive_data(response(1, payload=b"x"), now=0.0)
+    assert client.phase is ClientSessionPhase.FAILED
+
+
+def test_skipped_frames_do_not_restart_the_reply_timer() -> None:
+    client = open_client(RpcClientConfig(deadline=1.0, deadline_grace_period=1.0))
+    client.send_request(8, b"", streaming=True, now=0.0)
+    client.interrupt()
+    client.send_request(8, b"", now=0.0)
+    assert client.receive_data(response(1, payload=b"x") * 10, now=1.5) == []
+    assert client.get_timer() == 2.0
+    assert client.handle_timer(2.0) == [ResponseTimedOut(request_id=2)]
+
+
+def test_frames_of_every_interrupted_request_are_skipped_and_unknown_ids_are_violations() -> None:
+    client = open_client()
+    for _ in range(3):
+        client.send_request(1, b"", streaming=True, now=0.0)
+        client.interrupt()
+    client.send_request(1, b"", now=0.0)  # request 4; 1, 2 and 3 were interrupted
+    late = response(1, payload=b"a") * 30 + response(2, payload=b"b") * 30 + response(3) * 30
+    events = client.receive_data(late + response(2, flags=FIN) + response(4, flags=FIN), now=0.0)
+    assert events == [ResponseReceived(request_id=4, status=OK, payload=b"", final=True)]
+    client.send_request(1, b"", now=0.0)  # request 5
+    assert client.receive_data(response(1) + response(3), now=0.0) == []  # still interrupted
+    with pytest.raises(RpcProtocolViolation, match="does not match"):
+        client.receive_data(response(7), now=0.0)  # never sent
+
+
+def test_only_the_latest_interrupted_requests_are_remembered() -> None:
+    client = open_client()
+    for _ in range(MAX_INTERRUPTED_REQUESTS + 1):
+        client.send_request(1, b"", streaming=True, now=0.0)
+        client.interrupt()
+    client.send_request(1, b"", now=0.0)
+    assert client.receive_data(response(2) + response(MAX_INTERRUPTED_REQUESTS + 1), now=0.0) == []
+    with pytest.raises(RpcProtocolViolation, match="does not match"):
+        client.receive_data(response(1), now=0.0)  # the oldest was forgotten
+
+
+def test_at_most_twenty_late_frames_of_a_timed_out_request_in_a_row() -> None:
+    client = open_client(RpcClientConfig(deadline=1.0, deadline_grace_period=1.0))
+    client.send_request(8, b"", streaming=True, now=0.0)
+    assert client.handle_timer(2.0) == [ResponseTimedOut(request_id=1)]  # no FIN is sent
+    client.send_request(8, b"", now=2.0)
+    assert client.receive_data(response(1, payload=b"x") * 20, now=2.0) == []
+    with pytest.raises(RpcProtocolViolation, match="stale"):
+        client.receive_data(response(1, payload=b"x"), now=2.0)
 
 
 def test_stale_count_spans_idle_and_resets_on_a_good_frame() -> None:
-    client = open_client(RpcClientConfig(max_stale_responses=3))
+    client = open_client(
+        RpcClientConfig(deadline=1.0, deadline_grace_period=1.0, max_stale_responses=3)
+    )
     client.send_request(8, b"", streaming=True, now=0.0)
-    client.interrupt()
-    client.receive_data(response(1) * 2, now=0.0)  # 2 while idle
-    client.send_request(8, b"", streaming=True, now=0.0)
-    client.receive_data(response(1), now=0.0)  # 3rd
-    client.receive_data(response(2, payload=b"ok"), now=0.0)  # resets
-    client.receive_data(response(1) * 3, now=0.0)
+    client.handle_timer(2.0)
+    client.receive_data(response(1) * 2, now=2.0)  # 2 while idle
+    client.send_request(8, b"", streaming=True, now=2.0)
+    client.receive_data(response(1), now=2.0)  # 3rd
+    client.receive_data(response(2, payload=b"ok"), now=2.0)  # resets
+    client.receive_data(response(1) * 3, now=2.0)
     with pytest.raises(RpcProtocolViolation):
-        client.receive_data(response(1), now=0.0)
+        client.receive_data(response(1), now=2.0)
 
 
-def test_only_the_previous_request_id_counts_as_stale() -> None:
-    client = open_client()
+def test_only_the_previous_request_counts_as_timed_out() -> None:
+    client = open_client(RpcClientConfig(deadline=1.0, deadline_grace_period=1.0))
     for _ in range(2):
         client.send_request(1, b"", now=0.0)
-        client.interrupt()
-    client.send_request(1, b"", now=0.0)  # request 3; request 2 is the previous one
-    assert client.receive_data(response(2), now=0.0) == []
+        client.handle_timer(2.0)
+    client.send_request(1, b"", now=2.0)  # request 3; request 2 is the previous one
+    assert client.receive_data(response(2), now=2.0) == []
     with pytest.raises(RpcProtocolViolation, match="does not match"):
-        client.receive_data(response(1), now=0.0)
+        client.receive_data(response(1), now=2.0)
+
+
+def test_an_interrupted_id_is_forgotten_when_it_comes_round_again() -> None:
+    client = open_client()
+    client.send_request(1, b"", streaming=True, now=0.0)
+    client.interrupt()  # request 1
+    for _ in range(65534):  # 2 .. 65535, answered
+        request_id = client.send_request(1, b"", now=0.0)
+        client.receive_data(response(request_id, flags=FIN), now=0.0)
+    assert client.send_request(1, b"", streaming=True, now=0.0) == 1  # the id is reused
+    # Frames of the new request 1 are delivered, not skipped as the interrupted one's.
+    assert client.receive_data(response(1, payload=b"new"), now=0.0) == [
+        ResponseReceived(request_id=1, status=OK, payload=b"new", final=False)
+    ]
+    assert client.receive_data(response(1, flags=FIN), now=0.0)[0].final
 
 
 def test_request_ids_wrap_past_65535_skipping_zero_and_stale_frames_survive_the_wrap() -> None:
@@ -404,6 +477,17 @@ def test_ping_skips_leftovers_of_an_interrupted_stream() -> None:
     client.interrupt()
     client.ping(now=0.0)
     events = client.receive_data(response(1, payload=b"x") + response(0, flags=ACK), now=0.0)
+    assert events == [PongReceived(latency=0.0)]
+
+
+def test_ping_skips_leftovers_of_every_interrupted_stream_uncounted() -> None:
+    client = open_client(RpcClientConfig(max_stale_responses=0))
+    for _ in range(2):
+        client.send_request(1, b"", streaming=True, now=0.0)
+        client.interrupt()
+    client.ping(now=0.0)
+    leftovers = response(1, payload=b"x") * 5 + response(2, payload=b"y") * 5
+    events = client.receive_data(leftovers + response(0, flags=ACK), now=0.0)
     assert events == [PongReceived(latency=0.0)]
 
 
