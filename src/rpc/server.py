@@ -19,7 +19,10 @@ cancellation, so an interrupt that arrives while a write is blocked finishes tha
 stops the stream and keeps the session (tari bug 3). The service call runs under its
 deadline (clamped to ``max_deadline``) and then each stream item under a fresh one; on
 expiry nothing is sent. Exceptions other than :class:`~plait.rpc.RpcStatusError` become
-``GENERAL`` with a fixed text and are logged once.
+``GENERAL`` with a fixed text and are logged once. A client that ends its session (end of
+stream) or whose stream breaks while a reply is on its way is normal, not a failure of the
+service: the call ends quietly (logged at DEBUG) and, for a broken stream, so does the
+session.
 """
 
 from __future__ import annotations
@@ -33,7 +36,12 @@ from google.protobuf.message import DecodeError
 from ._limits import Refused, SessionLimits
 from ._session import ServerSessionState
 from .config import RpcServerConfig
-from .errors import RpcHandshakeTimeoutError, RpcProtocolViolation, RpcStatusError
+from .errors import (
+    RpcHandshakeTimeoutError,
+    RpcProtocolViolation,
+    RpcStatusError,
+    SessionClosedError,
+)
 from .events import (
     InterruptReceived,
     RequestReceived,
@@ -64,6 +72,11 @@ INTERNAL_ERROR_DETAILS = "Internal server error"  # sent for unexpected handler 
 REJECT_LINGER_TIMEOUT = 1.0  # seconds a refused client gets to close after the reply
 REJECT_LINGER_MAX_BYTES = 65536  # bytes read (and dropped) from a refused client at most
 _RECEIVE_SIZE = 65536
+
+
+class _StreamGone(anyio.BrokenResourceError):
+    """A write of the session failed: the client's stream broke or was closed. Raised by
+    :meth:`_ServerSession._flush` so that it is never taken for a failure of the service."""
 
 
 class RpcServer:
@@ -255,15 +268,23 @@ class _ServerSession:
             data = self._core.data_to_send()
             if data:
                 with anyio.CancelScope(shield=True):
-                    await self._stream.send(data)
+                    try:
+                        await self._stream.send(data)
+                    except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+                        raise _StreamGone("the client's stream is gone") from exc
 
     async def _handle(self, request: RequestReceived, task_group: TaskGroup) -> None:
         with anyio.CancelScope() as scope:
             self._handler_scope = scope
             try:
                 await self._dispatch(request)
+            except SessionClosedError:
+                if not self._core.is_closed:  # pragma: no cover - only a closed core raises it
+                    raise
+                logger.debug("RPC request %d: the client closed the session", request.request_id)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                task_group.cancel_scope.cancel()  # the stream is gone: end the session
+                logger.debug("RPC request %d: the client's stream is gone", request.request_id)
+                task_group.cancel_scope.cancel()  # end the session
             finally:
                 if self._handler_scope is scope:
                     self._handler_scope = None
@@ -306,14 +327,26 @@ class _ServerSession:
                     self._abandon(request)
                     return
                 core.send_response(request_id, reply.SerializeToString())
+        except _StreamGone:
+            raise  # the client is gone: _handle ends the session
         except RpcStatusError as exc:
-            core.send_error(request_id, exc.status)
-        except Exception:
+            status = exc.status
+        except Exception as exc:
+            if isinstance(exc, SessionClosedError) and core.is_closed:
+                # The client ended the session while we answered (e.g. closed it mid-stream):
+                # normal, and there is no one left to answer.
+                logger.debug("RPC request %d: the client closed the session", request_id)
+                return
             logger.exception(
                 "RPC method %d of %r failed", request.method, type(self._service).__qualname__
             )
-            core.send_error(request_id, RpcStatus.general(INTERNAL_ERROR_DETAILS))
-        await self._flush()
+            status = RpcStatus.general(INTERNAL_ERROR_DETAILS)
+        else:
+            await self._flush()
+            return
+        if not core.is_closed:
+            core.send_error(request_id, status)
+            await self._flush()
 
     async def _stream_items(self, request: RequestReceived, items: AsyncIterator[Any]) -> None:
         core, request_id = self._core, request.request_id

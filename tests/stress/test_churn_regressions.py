@@ -102,11 +102,6 @@ async def test_interrupted_long_stream_keeps_the_session(anyio_backend: str) -> 
         await nodes.wait_idle()
 
 
-@pytest.mark.xfail(
-    reason="rpc/server.py: a session closed by the client while an item is being sent "
-    "raises SessionClosedError out of the handler, logged as a server error",
-    strict=True,
-)
 async def test_client_closing_mid_stream_is_not_a_server_error(
     anyio_backend: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -6,6 +6,7 @@ Every test runs on both anyio backends; time figures are hang guards, not target
 from __future__ import annotations
 
 import gc
+import logging
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -472,3 +473,48 @@ async def test_calls_cancelled_as_they_start_leave_the_session_free() -> None:
             ]
             assert await client.session.ping() >= 0
         assert reply.greeting == "Hello after"
+
+
+class FloodService(Service, protocol="/test/flood/1"):
+    """Streams large items as fast as the stream takes them (no await between items)."""
+
+    def __init__(self) -> None:
+        self.ended = anyio.Event()
+
+    @rpc(method=1, streaming=True)
+    async def flood(self, request: Empty, ctx: RequestContext) -> AsyncIterator[Blob]:
+        item = Blob(data=bytes(64 * 1024))
+        try:
+            for _ in range(100_000):
+                yield item
+        finally:
+            self.ended.set()
+
+
+@pytest.mark.parametrize("leave", ["close", "end_of_stream"])
+async def test_client_leaving_mid_stream_ends_the_call_quietly(
+    leave: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Closing the session (TCP resets: data is unread) or half-closing it while the server
+    is blocked sending items is normal: no error is logged, the session just ends."""
+    caplog.set_level(logging.DEBUG, logger="plait")
+    service = FloodService()
+    async with harness(None, service) as h:
+        stream, served = await h.open(protocol=FloodService.protocol)
+        client = await FloodService.Client.connect(stream, config=FAST)
+        items = client.flood(Empty())  # type: ignore[attr-defined]
+        assert len((await items.__anext__()).data) == 64 * 1024
+        with anyio.fail_after(10):
+            if leave == "close":
+                await client.session.aclose()
+            else:
+                await stream.send_eof()
+                with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                    while True:  # read what the server still sends, until it closes
+                        await stream.receive()
+            await served.done.wait()
+            await service.ended.wait()
+        assert served.error is None
+        assert h.server.num_active_sessions == 0
+    problems = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert problems == []
