@@ -27,6 +27,13 @@ idle one or waits; with no session at all the acquire fails with that reason. An
 failure fails the acquire (the adapter re-raises the original error). The adapter removes
 sessions it finds closed (:meth:`PoolState.remove_session`); a removed session's later
 ``release`` is ignored. Lease counts are handles held, not requests in flight.
+
+*The server's cap.* A pool may be larger than what the server admits. After such a refusal
+the pool remembers how many sessions it had open then and opens no more than that (at least
+one, so that a pool left with nothing may try again): later acquires lease or wait instead of
+being refused again and again, which for an exclusive pool with many waiters would be a storm
+of refused sessions. The cap lifts when a session of the pool is removed (the server then has
+room again for this peer).
 """
 
 from __future__ import annotations
@@ -126,6 +133,9 @@ class PoolState:
         self._entries: dict[int, _Entry] = {}  # insertion order = opening order
         self._next_id = 1
         self._closed = False
+        self._refused_at: int | None = None
+        """Open sessions when the server last refused one (``None``: never, or since lifted);
+        the pool opens no more than that."""
 
     def __repr__(self) -> str:
         stats = self.statistics()
@@ -178,7 +188,7 @@ class PoolState:
         """
         if self._closed:
             raise SessionClosedError("the RPC client pool is closed")
-        has_room = len(self._entries) < self._size
+        has_room = len(self._entries) < self._limit()
         if self._exclusive:
             idle = self._first_idle()
             if idle is not None:
@@ -214,6 +224,7 @@ class PoolState:
         del self._entries[session_id]
         if reason not in _FALLBACK_REASONS or self._closed:
             return FailAcquire(reason)
+        self._refused_at = self._open_count()
         if self._exclusive:
             idle = self._first_idle()
             if idle is not None:
@@ -239,8 +250,10 @@ class PoolState:
         entry.leases -= 1
 
     def remove_session(self, session_id: int) -> None:
-        """Forget a session found closed (pruning); its outstanding leases are dropped."""
+        """Forget a session found closed (pruning); its outstanding leases are dropped. Lifts
+        the cap learnt from a refusal: the server has room again."""
         self._entries.pop(session_id, None)
+        self._refused_at = None
 
     def close(self) -> list[int]:
         """Close the pool: later acquires fail.
@@ -252,6 +265,14 @@ class PoolState:
         return list(self.session_ids)
 
     # -- internals ------------------------------------------------------------------------
+
+    def _limit(self) -> int:
+        if self._refused_at is None:
+            return self._size
+        return min(self._size, max(self._refused_at, 1))
+
+    def _open_count(self) -> int:
+        return sum(1 for e in self._entries.values() if not e.opening)
 
     def _open(self) -> OpenSession:
         session_id = self._next_id

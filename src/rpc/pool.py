@@ -8,8 +8,11 @@ hands out a typed service client; the lease ends with the block.
 
 A shared pool (the default) never waits for a lease: it reuses an idle session, opens one
 while below ``size``, else shares the least-leased session; a server rejection with reason 2
-or 3 falls back to an existing session. An exclusive pool gives each session to one lease at
-a time; waiters sleep until the pool changes and, after ``acquire_timeout``, get
+or 3 falls back to an existing session, and the pool opens no more sessions than the server
+admitted until one of its sessions closes (see :mod:`~plait.rpc._pool_state`). An exclusive
+pool gives each session to one lease at a time; waiters sleep in FIFO order: a released lease
+wakes one of them, any other change (an open finished or failed, sessions pruned, the pool
+closed) wakes them all; after ``acquire_timeout`` a waiter gets
 ``RpcHandshakeRejected(NO_CLIENT_SESSIONS_AVAILABLE)``. Sessions found closed are pruned.
 When the node's connection to the peer is gone (the ``is_connected`` callable says so), every
 lease fails with :class:`~plait.rpc.SessionClosedError` and the pool's sessions are pruned
@@ -19,6 +22,7 @@ lease fails with :class:`~plait.rpc.SessionClosedError` and the pool's sessions 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -75,7 +79,7 @@ class RpcClientPool(Generic[C]):
         self._config = config or PoolConfig()
         self._state = PoolState(self._config)
         self._clients: dict[int, C] = {}
-        self._changed = anyio.Event()
+        self._waiters: deque[anyio.Event] = deque()
 
     def __repr__(self) -> str:
         return f"<RpcClientPool {self._client_class.__qualname__} {self._state!r}>"
@@ -111,7 +115,7 @@ class RpcClientPool(Generic[C]):
             yield self._clients[session_id]
         finally:
             self._state.release(session_id)
-            self._notify()
+            self._wake_one()
 
     async def aclose(self) -> None:
         """Close every session; later leases fail (leases in use keep their client until
@@ -124,9 +128,28 @@ class RpcClientPool(Generic[C]):
 
     # -- internals ------------------------------------------------------------------------
 
+    def _wake_one(self) -> None:
+        """A lease was released: one waiter can have it."""
+        if self._waiters:
+            self._waiters.popleft().set()
+
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        """The pool changed otherwise: every waiter decides again."""
+        waiters, self._waiters = self._waiters, deque()
+        for event in waiters:
+            event.set()
+
+    async def _wait(self) -> None:
+        event = anyio.Event()
+        self._waiters.append(event)
+        try:
+            await event.wait()
+        except BaseException:
+            if event.is_set():  # woken just as we gave up: pass the wake-up on
+                self._wake_one()
+            else:
+                self._waiters.remove(event)
+            raise
 
     async def _acquire(self) -> int:
         if not self._config.exclusive:
@@ -154,7 +177,7 @@ class RpcClientPool(Generic[C]):
                 self._state.release(action.session_id)
                 await self._prune()
             elif isinstance(action, WaitForRelease):
-                await self._changed.wait()
+                await self._wait()
             else:  # FailAcquire is only returned by _open, which raises instead
                 raise AssertionError(action)
 

@@ -1,27 +1,28 @@
-"""Small, deterministic reproductions of the RPC client faults the churn scenario found.
+"""Small, deterministic reproductions of the RPC faults the churn scenario found, kept as
+regression tests now that they are fixed in ``src/rpc``. Every hang is bounded by
+``anyio.fail_after``. What each guards against:
 
-Each is marked ``xfail(strict=True)`` while the fault is in ``src/rpc``: the marker documents
-it, and the test turns into a failure (XPASS) the day the fault is fixed, so that the marker
-is removed. Every hang is bounded by ``anyio.fail_after``.
-
-1. ``_CallGate.acquire`` (``rpc/client.py``) takes the gate on its fast path and *then*
-   checkpoints; a cancellation delivered at that checkpoint leaves the gate taken with no
-   owner, and every later call on the session waits forever (an exclusive pool keeps handing
+1. ``_CallGate.acquire`` (``rpc/client.py``) took the gate on its fast path and *then*
+   checkpointed; a cancellation delivered at that checkpoint left the gate taken with no
+   owner, and every later call on the session waited forever (an exclusive pool kept handing
    that session out).
-2. The client skips late frames only of the request just before the one in flight, at most
-   20 in a row (tari's rule). plait's server keeps a session after an interrupt, and frames it
-   sent before it read the FIN are still in the pipe: after two interrupted calls in a row,
-   or one interrupted stream with more than 20 frames in flight, the next call fails with
-   ``RpcProtocolViolation`` and the session is closed, although the server did nothing wrong.
-3. The server's ``_dispatch`` (``rpc/server.py``) treats the ``SessionClosedError`` that
+2. The client skipped late frames only of the request just before the one in flight, at
+   most 20 in a row (tari's rule). plait's server keeps a session after an interrupt, and
+   frames it sent before it read the FIN are still in the pipe: after two interrupted calls
+   in a row, or one interrupted stream with more than 20 frames in flight, the next call
+   failed with ``RpcProtocolViolation`` and the session was closed, although the server did
+   nothing wrong. Interrupted requests are now tracked by id until their last frame.
+3. The server's ``_dispatch`` (``rpc/server.py``) treated the ``SessionClosedError`` that
    ``send_item`` raises once the client has closed the session as a failure of the service:
-   it logs an error, then ``send_error`` raises again out of the handler, the node logs
-   "handler raised" and resets the substream. A client closing its session mid-stream is
-   normal and should end the call quietly.
+   it logged an error, then ``send_error`` raised again out of the handler, the node logged
+   "handler raised" and reset the substream. A client closing its session mid-stream is
+   normal and now ends the call quietly.
 4. An exclusive pool larger than what the server admits: after a refused open, every waiter
-   is woken (one shared event for every change, failed opens included) and opens again while
-   the pool is below its size, so the server is hammered with refused sessions (hundreds per
-   second) until a lease is released or ``acquire_timeout`` passes.
+   was woken (one shared event for every change, failed opens included) and opened again
+   while the pool was below its size, hammering the server with refused sessions (hundreds
+   per second) until a lease was released or ``acquire_timeout`` passed. The pool now opens
+   no more sessions than the server admitted (until one closes) and a release wakes one
+   waiter.
 """
 
 from __future__ import annotations
@@ -124,11 +125,6 @@ STORM_PEER_CAP = 2
 STORM_POOL_SIZE = 4
 
 
-@pytest.mark.xfail(
-    reason="rpc/pool.py, _pool_state.py: an exclusive pool re-opens a session for every "
-    "waiter after each refused open, a storm of refused sessions until a lease is free",
-    strict=True,
-)
 async def test_exclusive_pool_does_not_storm_a_capped_server(anyio_backend: str) -> None:
     """An exclusive pool larger than the server's per-peer cap: once the server refused a
     session, waiters should wait for a lease, not open (and be refused) again and again."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
 from plait.rpc import PoolConfig, RejectReason, RpcServerConfig
 from plait.rpc.client import RpcClient
@@ -22,10 +23,15 @@ class Connector:
     def __init__(self, h: Harness) -> None:
         self.h = h
         self.opened = 0
+        self.refused = 0
 
     async def __call__(self) -> RpcClient:
         stream, _ = await self.h.open(PEER_A)
-        client = await RpcClient.connect(stream, config=FAST, protocol=GREETING_PROTOCOL)
+        try:
+            client = await RpcClient.connect(stream, config=FAST, protocol=GREETING_PROTOCOL)
+        except RpcHandshakeRejected:
+            self.refused += 1
+            raise
         self.opened += 1
         return client
 
@@ -190,3 +196,61 @@ async def test_closed_pool_refuses_leases() -> None:
             async with pool.lease():
                 pass
         assert "closed" in repr(pool)
+
+
+async def test_exclusive_pool_larger_than_the_server_cap_does_not_storm_it() -> None:
+    """Ten tasks over an exclusive pool of four, the server admitting two sessions per peer:
+    once refused, the pool waits for leases instead of opening (and being refused) again."""
+    async with harness(RpcServerConfig(max_sessions=10, max_sessions_per_peer=2)) as h:
+        pool, connector = make_pool(h, size=4, exclusive=True, acquire_timeout=10)
+        done = 0
+
+        async def worker(i: int) -> None:
+            nonlocal done
+            async with pool.lease() as client:
+                for _ in range(20):  # hold the session a while: refusals would pile up
+                    assert await hello(client) == "Sawubona pool"
+            done += 1
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                for i in range(10):
+                    tg.start_soon(worker, i)
+        assert done == 10
+        assert connector.opened == 2
+        # The four first acquires open at once; the two beyond the cap are refused, no more.
+        assert connector.refused <= 2
+        await pool.aclose()
+
+
+async def test_a_waiter_cancelled_as_it_is_woken_passes_the_session_on() -> None:
+    """A release wakes one waiter; if that one is being cancelled, the next gets the
+    session at once instead of waiting for ``acquire_timeout``."""
+    async with harness() as h:
+        pool, connector = make_pool(h, size=1, exclusive=True, acquire_timeout=10)
+        first_scope = anyio.CancelScope()
+        served: list[str] = []
+
+        async def waiter(name: str, scope: anyio.CancelScope) -> None:
+            with scope:
+                async with pool.lease() as client:
+                    served.append(name)
+                    assert await hello(client) == "Sawubona pool"
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                async with pool.lease():
+                    tg.start_soon(waiter, "first", first_scope)
+                    tg.start_soon(waiter, "second", anyio.CancelScope())
+                    while pool_waiters(pool) < 2:
+                        await anyio.lowlevel.checkpoint()
+                    first_scope.cancel()  # ...and the release below wakes it
+        assert first_scope.cancelled_caught
+        assert served == ["second"]
+        assert pool.statistics().leases == 0
+        assert connector.opened == 1
+        await pool.aclose()
+
+
+def pool_waiters(pool: RpcClientPool[GreetingClient]) -> int:
+    return len(pool._waiters)

@@ -195,6 +195,49 @@ def test_exclusive_rejection_leases_an_idle_session() -> None:
     assert pool.session_failed(second.session_id, NO_SERVER) == LeaseSession(first.session_id)
 
 
+# -- the server's cap -----------------------------------------------------------------------
+
+
+def test_after_a_refusal_an_exclusive_pool_waits_instead_of_opening_again() -> None:
+    pool = PoolState(PoolConfig(size=4, exclusive=True))
+    a, b = lease(pool), lease(pool)
+    action = pool.acquire()
+    assert isinstance(action, OpenSession)
+    assert pool.session_failed(action.session_id, NO_CLIENT) == WaitForRelease()
+    # The server admitted two: below size, yet no more opens, however often we ask.
+    assert [pool.acquire() for _ in range(5)] == [WaitForRelease()] * 5
+    pool.release(a)
+    assert pool.acquire() == LeaseSession(a)
+    # A session closed: the server has room again, the pool may grow to its size.
+    pool.remove_session(b)
+    assert isinstance(pool.acquire(), OpenSession)
+    assert isinstance(pool.acquire(), OpenSession)
+    assert isinstance(pool.acquire(), OpenSession)
+    assert pool.acquire() == WaitForRelease()
+
+
+def test_after_a_refusal_a_shared_pool_shares_instead_of_opening_again() -> None:
+    pool = PoolState(PoolConfig(size=3))
+    a = lease(pool)
+    action = pool.acquire()
+    assert isinstance(action, OpenSession)
+    assert pool.session_failed(action.session_id, NO_SERVER) == LeaseSession(a)
+    assert pool.acquire() == LeaseSession(a)
+    assert pool.lease_count(a) == 3
+
+
+def test_a_pool_refused_with_nothing_open_may_still_try_one_session() -> None:
+    pool = PoolState(PoolConfig(size=4, exclusive=True))
+    first, second = pool.acquire(), pool.acquire()
+    assert isinstance(first, OpenSession)
+    assert isinstance(second, OpenSession)
+    assert pool.session_failed(first.session_id, NO_SERVER) == WaitForRelease()
+    assert pool.acquire() == WaitForRelease()  # one open is already trying
+    assert pool.session_failed(second.session_id, NO_SERVER) == FailAcquire(NO_SERVER)
+    assert isinstance(pool.acquire(), OpenSession)  # a later acquire tries again, one at once
+    assert pool.acquire() == WaitForRelease()
+
+
 # -- close ---------------------------------------------------------------------------------
 
 
