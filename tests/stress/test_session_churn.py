@@ -54,12 +54,6 @@ SEED = 20240917
 ROUND_HANG_GUARD = 10.0
 """Seconds a round of 200 tasks may take before it counts as a hang (it takes well under
 one); a guard, not a target."""
-KNOWN_FAULTS = pytest.mark.xfail(
-    reason="faults 1-3 of test_churn_regressions (a leaked call gate hangs a session; late "
-    "frames of interrupted calls end sessions; SessionClosedError escapes the server's "
-    "handler): remove this marker once those tests pass",
-    strict=False,  # the faults need unlucky timing; a round sometimes escapes them
-)
 REJECTIONS = (RejectReason.NO_SERVER_SESSIONS_AVAILABLE, RejectReason.NO_CLIENT_SESSIONS_AVAILABLE)
 CLIENT_CONFIG = RpcClientConfig(deadline=10, deadline_grace_period=10, handshake_timeout=10)
 
@@ -185,14 +179,12 @@ async def run_churn(
     return outcomes
 
 
-@KNOWN_FAULTS
 async def test_session_pools_under_churn_quick(anyio_backend: str) -> None:
     await run_churn(3, (256, 4096), 64 * MIB, f"churn quick ({anyio_backend})")
 
 
 # 10 rounds of 200 tasks with items up to 256 KiB, on fresh pools each round; asyncio only
 # (the quick variant covers trio).
-@KNOWN_FAULTS
 @pytest.mark.stress
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
