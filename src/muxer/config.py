@@ -54,6 +54,11 @@ DEFAULT_MAX_QUEUED_PONGS = 32
 DEFAULT_RST_BURST = 1000
 #: ... and refill rate in tokens per second.
 DEFAULT_RST_RATE = 33.0
+#: Bound on a lazily flushed ACK (``YamuxConfig.max_ack_delay``); normally it leaves at once
+#: with the handler's reply or when the acceptor waits for the next stream. 20 ms keeps the
+#: peer's un-ACKed backlog (rust-yamux stops opening at 256) moving while costing at most
+#: 50 timer wake-ups a second under a stream flood (5 ms cost 2 % of the stream rate).
+DEFAULT_MAX_ACK_DELAY = 0.020
 #: h2 ``max_pending_accept_reset_streams`` (hardening.md §1.5).
 DEFAULT_MAX_PENDING_ACCEPT_RESETS = 20
 #: Frames for unknown or closed stream ids (hardening.md Y10, js-libp2p's "messages for
@@ -135,6 +140,13 @@ class YamuxConfig:
     """Refill of ``unknown_frame_burst``, in frames per second."""
     close_timeout: float = 5.0
     """Seconds ``MuxedConnection.aclose`` waits to flush queued frames and GO_AWAY."""
+    max_ack_delay: float = DEFAULT_MAX_ACK_DELAY
+    """Most seconds the ACK of an accepted stream waits for a frame to ride with.
+    ``MuxedConnection.accept_stream`` queues it without waking the writer: it leaves with
+    the handler's first write on the stream, or as soon as any task waits on the
+    connection (a ``receive``, ``accept_stream``, ``open_stream`` or a blocked ``send``),
+    so one write carries ACK and reply; this bounds the wait when nothing of the kind
+    happens (an application holding the stream idle)."""
 
     def __post_init__(self) -> None:
         if self.initial_window < DEFAULT_CREDIT or self.initial_window > 0xFFFF_FFFF:
@@ -165,3 +177,5 @@ class YamuxConfig:
                 raise ValueError(f"{name} must be positive or None")
         if self.close_timeout < 0:
             raise ValueError("close_timeout must not be negative")
+        if self.max_ack_delay < 0:
+            raise ValueError("max_ack_delay must not be negative")

@@ -125,7 +125,7 @@ class MuxedConnection(AsyncResource):
         self._bytes_written = 0
         self._reads = 0
         self._bytes_read = 0
-        self._coalesce_next = False
+        self._flush_at: float | None = None  # when frames left unflushed must go out
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -233,6 +233,7 @@ class MuxedConnection(AsyncResource):
                 raise StreamLimitError("too many streams")
             if core.ack_backlog < self.config.max_ack_backlog:
                 raise StreamLimitError("stream ids exhausted")
+            self._flush_before_waiting()
             event = self._open_event
             if event is None:
                 event = self._open_event = anyio.Event()
@@ -254,8 +255,12 @@ class MuxedConnection(AsyncResource):
             if self._accept_queue:
                 stream = self._accept_queue.popleft()
                 self._core.accept_stream(stream.stream_id)
-                self._coalesce_next = True
-                self._wake_writer()
+                if self._writer_waiting is not None and self._flush_at is None:
+                    # The ACK waits for a frame to ride with (the handler's first write, or
+                    # the moment a task waits on the connection), at most max_ack_delay.
+                    self._flush_at = anyio.current_time() + self.config.max_ack_delay
+                    if self._timer_event is not None:
+                        self._timer_event.set()
                 return stream
             error = self._error
             if error is not None:
@@ -265,6 +270,7 @@ class MuxedConnection(AsyncResource):
                 ):
                     raise anyio.EndOfStream from error
                 self._raise_if_dead()
+            self._flush_before_waiting()
             event = self._accept_event
             if event is None:
                 event = self._accept_event = anyio.Event()
@@ -298,6 +304,12 @@ class MuxedConnection(AsyncResource):
         if event is not None:
             self._writer_waiting = None
             event.set()
+
+    def _flush_before_waiting(self) -> None:
+        """A task is about to wait on this connection: frames queued without waking the
+        writer (the ACKs of accepted streams) go out now."""
+        if self._core.has_data_to_send:
+            self._wake_writer()
 
     def _is_dead(self) -> bool:
         return self._error is not None
@@ -416,11 +428,6 @@ class MuxedConnection(AsyncResource):
                     # looks at the core again before sleeping)
                     event = self._writer_waiting = anyio.Event()
                     await event.wait()
-                    if self._coalesce_next:
-                        # an accept queued only an ACK: let the tasks woken in this loop
-                        # turn (typically the handler's first reply) join the batch
-                        self._coalesce_next = False
-                        await anyio.lowlevel.checkpoint()
             except _TRANSPORT_ERRORS as exc:
                 self._fail(exc)
             finally:
@@ -435,18 +442,33 @@ class MuxedConnection(AsyncResource):
             task_status.started()
             core = self._core
             while True:
-                event = self._timer_event = anyio.Event()
                 deadline = core.get_timer()
-                if deadline is None:
-                    await event.wait()
-                    continue
-                with anyio.move_on_after(max(deadline - anyio.current_time(), 0)):
-                    await event.wait()
-                now = anyio.current_time()
-                if now >= deadline:
-                    self._dispatch(core.handle_timer(now))
-                    if core.has_data_to_send:
-                        self._wake_writer()
+                flush_at = self._flush_at
+                if flush_at is not None:
+                    # a lazily flushed ACK is due within max_ack_delay: a plain sleep, as
+                    # cancel scopes with deadlines cost far more; a wake-up meanwhile
+                    # (a new ping) is seen when it ends
+                    if deadline is None or flush_at < deadline:
+                        deadline = flush_at
+                    await anyio.sleep(max(deadline - anyio.current_time(), 0))
+                    if anyio.current_time() >= flush_at:
+                        self._flush_at = None
+                        if core.has_data_to_send:
+                            self._wake_writer()
+                else:
+                    event = self._timer_event = anyio.Event()
+                    if deadline is None:
+                        await event.wait()
+                        continue
+                    with anyio.move_on_after(max(deadline - anyio.current_time(), 0)):
+                        await event.wait()
+                timer = core.get_timer()
+                if timer is not None:
+                    now = anyio.current_time()
+                    if now >= timer:
+                        self._dispatch(core.handle_timer(now))
+                        if core.has_data_to_send:
+                            self._wake_writer()
 
     async def _shutdown(self) -> None:
         """Flush what the core still has (GO_AWAY), close the transport, stop the tasks."""

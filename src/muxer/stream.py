@@ -172,7 +172,9 @@ class MuxedStream(ByteStream):
                     if state is HalfState.RESET:
                         raise StreamResetError(f"stream {self.stream_id} was reset by the peer")
                     raise anyio.ClosedResourceError
-                self._conn._raise_if_dead()
+                conn = self._conn
+                conn._raise_if_dead()
+                conn._flush_before_waiting()
                 event = self._receive_event = anyio.Event()
                 await event.wait()
                 self._receive_event = None
@@ -201,6 +203,7 @@ class MuxedStream(ByteStream):
                     self._check_writable()
                     conn._raise_if_dead()
                     if core.queued_data_size >= limit:
+                        conn._flush_before_waiting()
                         await conn._wait_for_queue_space()
                         continue
                     if offset < total:
@@ -216,6 +219,7 @@ class MuxedStream(ByteStream):
                     if core.outbound_window(self.stream_id) == 0:
                         conn._zero_window_waits += 1
                         conn._pass_queue_space()
+                        conn._flush_before_waiting()
                         await event.wait()
                     self._send_event = None
             except BaseException:

@@ -477,3 +477,56 @@ async def test_cancellation_of_the_body_still_cancels() -> None:
                 scope.cancel()
                 await anyio.sleep_forever()
         assert scope.cancelled_caught and client.is_closed
+
+
+async def test_ack_of_an_accepted_stream_rides_with_the_first_reply() -> None:
+    async with mux_pair() as (client, server):
+        warm = await client.open_stream()  # settle the start-up pings first
+        await warm.send(b"w")
+        warm_in = await server.accept_stream()
+        assert await warm_in.receive() == b"w"
+        await warm_in.send(b"w")
+        assert await warm.receive() == b"w"
+        stream = await client.open_stream()
+        await stream.send(b"request")
+        with anyio.fail_after(5):
+            while not server.statistics().accept_queue:  # the SYN and data arrived
+                await anyio.sleep(0.001)
+        before = server.statistics().batches_written
+        inbound = await server.accept_stream()
+        assert await inbound.receive() == b"request"
+        await inbound.send(b"reply")
+        assert await stream.receive() == b"reply"
+        # one write carried WINDOW_UPDATE+ACK and the reply
+        assert server.statistics().batches_written - before == 1
+        assert client.core.ack_backlog == 0
+
+
+async def test_ack_of_an_idle_accepted_stream_is_flushed_by_max_ack_delay() -> None:
+    client_config = YamuxConfig(keepalive_interval=None, max_ack_backlog=1)
+    server_config = YamuxConfig(keepalive_interval=None, max_ack_delay=0.02)
+    async with mux_pair(client_config, server_config) as (client, server):
+        await client.open_stream()
+        held = await server.accept_stream()  # accepted, then neither read nor written
+        with anyio.fail_after(5):
+            second = await client.open_stream()  # needs the ACK of the first
+        assert second.stream_id == 3 and held.stream_id == 1
+
+
+async def test_ack_is_flushed_when_the_acceptor_waits_again() -> None:
+    client_config = YamuxConfig(keepalive_interval=None, max_ack_backlog=1)
+    server_config = YamuxConfig(keepalive_interval=None, max_ack_delay=3600.0)
+    async with mux_pair(client_config, server_config) as (client, server), \
+            anyio.create_task_group() as tg:
+        accepted: list[MuxedStream] = []
+
+        async def acceptor() -> None:
+            while True:
+                accepted.append(await server.accept_stream())
+
+        tg.start_soon(acceptor)
+        with anyio.fail_after(5):
+            for _ in range(3):  # each open waits for the previous stream's ACK
+                await client.open_stream()
+        assert [s.stream_id for s in accepted][:2] == [1, 3]
+        tg.cancel_scope.cancel()
