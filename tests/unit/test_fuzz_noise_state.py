@@ -38,12 +38,15 @@ class _Direction:
         self.sent = bytearray()
         self.read = bytearray()
         self.tampered = False
+        self.closed = False
+        """The sender closed this direction (EOF delivered)."""
         self.failed: NoiseError | None = None
 
 
 class NoisePair(RuleBasedStateMachine):
-    @initialize(max_plaintext=st.sampled_from([1, 16, 1000, 65519]))
-    def setup(self, max_plaintext: int) -> None:
+    @initialize(max_plaintext=st.sampled_from([1, 16, 1000, 65519]), handshake=st.booleans())
+    def setup(self, max_plaintext: int, handshake: bool) -> None:
+        self.max_plaintext = max_plaintext
         self.conns = {
             "initiator": NoiseConnection(
                 initiator=True, config=NoiseConfig(max_plaintext_size=max_plaintext)),
@@ -55,6 +58,10 @@ class NoisePair(RuleBasedStateMachine):
         self.completed = {"initiator": False, "responder": False}
         self.conns["initiator"].initiate()
         self._drain("initiator")
+        if handshake:  # half the runs start in the transport phase, the rest fuzz the handshake
+            for side in ("responder", "initiator", "responder"):
+                self.deliver(side, 1 << 16)
+            assert all(self.completed.values())
 
     @staticmethod
     def _other(side: str) -> str:
@@ -96,9 +103,9 @@ class NoisePair(RuleBasedStateMachine):
     @rule(side=SIDES, size=st.integers(0, 3 * 65519), fill=st.binary(min_size=1, max_size=1))
     def send(self, side: str, size: int, fill: bytes) -> None:
         conn = self.conns[side]
-        if conn.phase is not HandshakePhase.TRANSPORT:
+        if conn.phase is not HandshakePhase.TRANSPORT or self.towards[self._other(side)].closed:
             return
-        plaintext = fill * size
+        plaintext = fill * min(size, 200 * self.max_plaintext)  # bounded message count
         conn.send_plaintext(plaintext)
         self.towards[self._other(side)].sent += plaintext
         self._drain(side)
@@ -140,8 +147,9 @@ class NoisePair(RuleBasedStateMachine):
             return
         self.deliver(side, len(direction.wire) or 1)
         conn = self.conns[side]
-        if direction.failed is not None:
+        if direction.failed is not None or direction.closed:
             return
+        direction.closed = True
         try:
             conn.receive_data(b"")
         except NoiseProtocolViolation as exc:  # EOF during the handshake, or mid-message
