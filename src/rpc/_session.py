@@ -139,6 +139,39 @@ def _frame(message: Message, max_frame_size: int) -> tuple[bytes, bytes]:
     return frame_header(len(body), max_frame_size), body
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+# RpcResponse field keys (field number << 3 | wire type): request_id 1, status 2 and flags 3
+# are varints, payload 10 is length-delimited.
+_KEY_REQUEST_ID, _KEY_STATUS, _KEY_FLAGS, _KEY_PAYLOAD = b"\x08", b"\x10", b"\x18", b"\x52"
+
+
+def _response_frame(
+    request_id: int, payload: bytes, max_frame_size: int, *, status: int = 0, flags: int = 0
+) -> tuple[bytes, bytes]:
+    """A framed ``RpcResponse`` as the frame's head and the payload itself, so that a large
+    payload is not copied into a message and out again (a stream of 1 MiB items would hold
+    several copies of each). The bytes are those of ``RpcResponse.SerializeToString()``:
+    fields in number order, zero values and an empty payload left out (proto3)."""
+    head = bytearray()
+    for key, value in ((_KEY_REQUEST_ID, request_id), (_KEY_STATUS, status), (_KEY_FLAGS, flags)):
+        if value:
+            head += key
+            head += _varint(value)
+    if payload:
+        head += _KEY_PAYLOAD
+        head += _varint(len(payload))
+    header = frame_header(len(head) + len(payload), max_frame_size)
+    return header + head, payload
+
+
 # ---------------------------------------------------------------------------------------------
 # Client
 
@@ -672,7 +705,7 @@ class ServerSessionState:
 
     def data_to_send(self) -> bytes:
         """Drain and return every queued byte."""
-        data = b"".join(self._outbound)
+        data = b"".join(self._outbound)  # one copy of a large payload, dropped just after
         self._outbound.clear()
         return data
 
@@ -701,7 +734,7 @@ class ServerSessionState:
             raise RpcStateError("a streaming reply ends with end_stream() or send_error()")
         if not self._check_size(request_id, payload):
             return True
-        self._queue(RpcResponse(request_id=request_id, flags=_FIN, payload=bytes(payload)))
+        self._queue_response(request_id, payload, flags=_FIN)
         self._finish()
         return True
 
@@ -717,7 +750,7 @@ class ServerSessionState:
         if not self._check_size(request_id, payload):
             return False
         self._advance(ServerInput.SEND_ITEM)
-        self._queue(RpcResponse(request_id=request_id, payload=bytes(payload)))
+        self._queue_response(request_id, payload)
         return True
 
     def end_stream(self, request_id: int) -> bool:
@@ -727,7 +760,7 @@ class ServerSessionState:
         """
         if not self._is_active(request_id):
             return False
-        self._queue(RpcResponse(request_id=request_id, flags=_FIN))
+        self._queue_response(request_id, b"", flags=_FIN)
         self._finish()
         return True
 
@@ -818,15 +851,19 @@ class ServerSessionState:
     def _queue(self, message: Message) -> None:
         self._outbound.extend(_frame(message, self._config.max_frame_size))
 
-    def _queue_error(self, request_id: int, status: RpcStatus) -> None:
-        self._queue(
-            RpcResponse(
-                request_id=request_id,
-                status=int(status.code),
-                flags=_FIN,
-                payload=status.details.encode("utf-8"),
-            )
+    def _queue_response(
+        self, request_id: int, payload: Buffer, *, status: int = 0, flags: int = 0
+    ) -> None:
+        # bytes are immutable and queued as they are; other buffers are copied once.
+        data = payload if isinstance(payload, bytes) else bytes(payload)
+        frame = _response_frame(
+            request_id, data, self._config.max_frame_size, status=status, flags=flags
         )
+        self._outbound.extend(part for part in frame if part)
+
+    def _queue_error(self, request_id: int, status: RpcStatus) -> None:
+        details = status.details.encode("utf-8")
+        self._queue_response(request_id, details, status=int(status.code), flags=_FIN)
 
     def _check_size(self, request_id: int, payload: Buffer) -> bool:
         size = memoryview(payload).nbytes
@@ -891,7 +928,7 @@ class ServerSessionState:
         if flags & _FIN:
             return None  # an interrupt of a request that already ended
         if flags & _ACK:
-            self._queue(RpcResponse(request_id=request_id, flags=_ACK))
+            self._queue_response(request_id, b"", flags=_ACK)
             return PingReceived()
         self._advance(ServerInput.RECV_REQUEST)
         self._active_id = request_id

@@ -327,6 +327,7 @@ class _ServerSession:
                     self._abandon(request)
                     return
                 core.send_response(request_id, reply.SerializeToString())
+                del reply  # not kept alive while the reply is being sent
         except _StreamGone:
             raise  # the client is gone: _handle ends the session
         except RpcStatusError as exc:
@@ -361,8 +362,11 @@ class _ServerSession:
                 if deadline.cancelled_caught:
                     self._abandon(request)
                     return
-                if not core.send_item(request_id, item.SerializeToString()):
+                payload = item.SerializeToString()
+                del item  # neither the item nor its encoding outlives the wait for the send
+                if not core.send_item(request_id, payload):
                     return  # interrupted, or the item was too big (MALFORMED_RESPONSE)
+                del payload
                 await self._flush()
         finally:
             aclose = getattr(items, "aclose", None)

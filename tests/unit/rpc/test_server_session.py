@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
-from plait.rpc._session import ServerSessionPhase, ServerSessionState
+from plait.rpc._session import ServerSessionPhase, ServerSessionState, _response_frame
 from plait.rpc.config import RpcServerConfig
 from plait.rpc.errors import RpcProtocolViolation, RpcStateError, SessionClosedError
 from plait.rpc.events import (
@@ -369,3 +371,38 @@ def test_local_close_is_idempotent() -> None:
     assert server.is_closed
     assert server.receive_data(request(2)) == []
     assert "CLOSED" in repr(server)
+
+
+# -- encoding of responses ----------------------------------------------------------------
+
+
+def test_responses_are_encoded_byte_for_byte_as_the_protobuf_runtime_does() -> None:
+    """The server writes RpcResponse frames without building the message (so a large payload
+    is not copied in and out of it); the bytes must be the runtime's own."""
+    for request_id, status, flags, size in itertools.product(
+        (0, 1, 127, 128, 16383, 16384, 65535, 2**32 - 1),
+        (0, 1, 10, 255),
+        (0, FIN, ACK, FIN | ACK),
+        (0, 1, 127, 128, 20000, 2**21),
+    ):
+        payload = bytes([request_id % 251]) * size
+        expected = frame(
+            RpcResponse(request_id=request_id, status=status, flags=flags, payload=payload)
+        )
+        head, body = _response_frame(request_id, payload, 2**22, status=status, flags=flags)
+        assert body is payload  # queued as it is, not copied
+        assert head + body == expected, (request_id, status, flags, size)
+
+
+def test_replies_from_any_buffer_are_queued_as_the_runtime_encodes_them() -> None:
+    server = handling()
+    data = bytearray(b"item")
+    assert server.send_item(1, data)
+    data[:] = b"XXXX"  # a mutable buffer may change after the call: it was copied
+    assert server.send_item(1, memoryview(b"abc"))
+    assert server.send_error(1, RpcStatus(StatusCode.NOT_FOUND, "gone"))
+    assert server.data_to_send() == (
+        frame(RpcResponse(request_id=1, payload=b"item"))
+        + frame(RpcResponse(request_id=1, payload=b"abc"))
+        + frame(RpcResponse(request_id=1, status=7, flags=FIN, payload=b"gone"))
+    )
