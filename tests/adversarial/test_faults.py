@@ -120,10 +120,13 @@ async def test_reset_mid_transfer() -> None:
                 await proxy.reset_all()
         assert len(outcome) == 3
         assert all(isinstance(e, anyio.BrokenResourceError) for e in outcome), outcome
+        # an RST is reported once, to whichever of the reader and the writer meets it first;
+        # a reader that comes second sees a plain EOF, so the reason may read REMOTE
+        ended = (DisconnectReason.ERROR, DisconnectReason.REMOTE)
         gone = await next_event(client_events, PeerDisconnected)
-        assert gone.reason is DisconnectReason.ERROR
+        assert gone.reason in ended
         gone = await next_event(server_events, PeerDisconnected)
-        assert gone.reason is DisconnectReason.ERROR and gone.connection.peer_id == client.peer_id  # type: ignore[attr-defined]
+        assert gone.reason in ended and gone.connection.public_key == client.public_key
         assert server.statistics().bans == client.statistics().bans == 0  # B0
         await wait_until(lambda: server.statistics().connections == 1)  # the bystander
         await wait_until(lambda: server.statistics().handlers == 1)
@@ -160,7 +163,7 @@ async def test_peer_that_stops_reading() -> None:
     yamux = YamuxConfig(keepalive_interval=0.5, keepalive_timeout=1.0)
     config = NodeConfig(yamux=yamux)
     async with listening_node(config, services=(Greeting(),)) as (node, port), \
-            bystander(node, port) as honest:
+            bystander(node, port, rpc=True) as honest:
         events = node.events()
         ymx = NoiseYamux(await NoiseAttacker.connect(port, rcvbuf=4096))
         connection = (await next_event(events, PeerConnected)).connection
@@ -177,7 +180,7 @@ async def test_peer_that_stops_reading() -> None:
             assert gone.connection is connection and gone.reason is DisconnectReason.ERROR
             assert _caused_by(gone.error, KeepaliveTimeoutError), repr(gone.error)
             assert peak() < 3 * yamux.max_write_queue_size + 16 * 1024 * 1024
-        await wait_until(lambda: node.num_active_sessions() == 0)
+        await wait_until(lambda: node.num_active_sessions() == 1)  # the bystander's
         await honest.check()
         await ymx.aclose()
 

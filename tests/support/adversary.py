@@ -28,14 +28,16 @@ import socket
 import struct
 import tracemalloc
 from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from anyio.abc import SocketAttribute, SocketStream
 from plait.identity import NodeIdentity
 from plait.node import ECHO_PROTOCOL_ID, Node, NodeConfig, NodeEvents, echo_handler
 from plait.noise import NoiseConfig, NoiseStream, StaticKeypair
-from plait.rpc.greeting import GREETING_PROTOCOL
+from plait.rpc import RpcClientConfig
+from plait.rpc.greeting import GREETING_PROTOCOL, Greeting
+from plait.rpc.proto.greeting_pb2 import SayHelloRequest
 from plait.rpc.proto.rpc_pb2 import RpcResponse, RpcSession, RpcSessionReply
 from plait.transport import (
     DEFAULT_NETWORK_BYTE,
@@ -366,36 +368,51 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> Non
 
 
 class Bystander:
-    """An honest peer with a long-lived echo substream to the target node."""
+    """An honest peer with a long-lived echo substream to the target node, and an RPC
+    session when the target serves the Greeting service."""
 
-    def __init__(self, node: Node, conn: PeerConnection, stream: ByteStream) -> None:
+    def __init__(
+        self, node: Node, conn: PeerConnection, stream: ByteStream, greeter: Any = None
+    ) -> None:
         self.node = node
         self.conn = conn
         self.stream = stream
+        self.greeter = greeter
         self.rounds = 0
 
     async def check(self, size: int = 4096) -> None:
-        """One byte-exact echo round trip (raises on loss, corruption or a dead stream)."""
+        """One byte-exact echo round trip, and one RPC call when there is a session (raises
+        on loss, corruption, a dead stream or a failed call)."""
         payload = os.urandom(size)
         with anyio.fail_after(5):
             await self.stream.send(payload)
             echoed = b""
             while len(echoed) < size:
                 echoed += await self.stream.receive()
-        assert echoed == payload
+            assert echoed == payload
+            if self.greeter is not None:
+                reply = await self.greeter.say_hello(SayHelloRequest(name="bystander"))
+                assert reply.greeting.endswith(" bystander")
         self.rounds += 1
 
 
 @asynccontextmanager
-async def bystander(target: Node, port: int) -> AsyncIterator[Bystander]:
-    """BYSTANDER: a node that dials ``target`` and keeps an echo substream open."""
+async def bystander(target: Node, port: int, *, rpc: bool = False) -> AsyncIterator[Bystander]:
+    """BYSTANDER: a node that dials ``target`` and keeps an echo substream open, and with
+    ``rpc`` a Greeting session too (it holds one of the target's RPC slots)."""
     async with Node(NodeIdentity.generate()) as node:
         conn = await node.dial(f"tcp://127.0.0.1:{port}", target.peer_id)
         stream = await conn.open_substream(ECHO_PROTOCOL_ID)
-        peer = Bystander(node, conn, stream)
+        greeter = None
+        if rpc:
+            greeter = await conn.connect_rpc(Greeting.Client, config=RpcClientConfig(
+                deadline=5, deadline_grace_period=2, handshake_timeout=5))
+        peer = Bystander(node, conn, stream, greeter)
         await peer.check()
         yield peer
         await peer.check()
+        if greeter is not None:
+            await greeter.aclose()
         await stream.aclose()
 
 
