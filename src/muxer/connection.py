@@ -166,6 +166,7 @@ class YamuxConnection:
         self._unknown_tokens = float(self.config.unknown_frame_burst)
         self._budget = WindowBudget(self.config)
         self._extra_credit = self.config.initial_window - DEFAULT_CREDIT
+        self._owed_acks: dict[int, None] = {}  # accepted, ACK not yet on the wire
         self._close_code: int | None = None
 
     # ------------------------------------------------------------------ properties
@@ -223,7 +224,7 @@ class YamuxConnection:
     @property
     def has_data_to_send(self) -> bool:
         """True when :meth:`data_to_send` would return bytes."""
-        return bool(self._control) or bool(self._data_lane)
+        return bool(self._control) or bool(self._data_lane) or bool(self._owed_acks)
 
     @property
     def queued_data_size(self) -> int:
@@ -449,6 +450,11 @@ class YamuxConnection:
         """
         parts: list[bytes | memoryview] = []
         size = 0
+        if self._owed_acks:
+            control = self._control
+            for stream_id in self._owed_acks:
+                control += _pack(0, _WINDOW_UPDATE, _ACK, stream_id, 0)
+            self._owed_acks.clear()
         if self._control:
             parts.append(bytes(self._control))
             size = len(self._control)
@@ -951,6 +957,9 @@ class YamuxConnection:
             stream.phase = StreamPhase.ESTABLISHED
             self._unaccepted -= 1
             return _ACK
+        if self._owed_acks and stream.stream_id in self._owed_acks:
+            del self._owed_acks[stream.stream_id]
+            return _ACK
         return 0
 
     def _send_ack(self, stream: StreamState) -> None:
@@ -960,7 +969,11 @@ class YamuxConnection:
         if extra:
             stream.recv.available += extra
             stream.recv.pending -= extra
-        self._control += _pack(0, _WINDOW_UPDATE, _ACK, stream.stream_id, extra)
+            self._control += _pack(0, _WINDOW_UPDATE, _ACK, stream.stream_id, extra)
+        else:
+            # a WINDOW_UPDATE+ACK made at the next data_to_send(), unless a frame of the
+            # stream queued before then carries the ACK flag itself (one frame less)
+            self._owed_acks[stream.stream_id] = None
 
     def _acknowledged(self, stream: StreamState) -> None:
         stream.phase = StreamPhase.ESTABLISHED
@@ -974,7 +987,8 @@ class YamuxConnection:
         if stream.read_state is _OPEN:
             growth = self._budget.growth(recv, self._now, self._rtt)
         delta = recv.take_update(growth, self._now)
-        self._control += _pack(0, _WINDOW_UPDATE, 0, stream.stream_id, delta)
+        self._control += _pack(0, _WINDOW_UPDATE, self._take_ack(stream), stream.stream_id,
+                               delta)
 
     def _maybe_release(self, stream: StreamState) -> None:
         if stream.is_done():
@@ -983,6 +997,8 @@ class YamuxConnection:
     def _release(self, stream: StreamState) -> None:
         if self._streams.pop(stream.stream_id, None) is None:
             return
+        if self._owed_acks:
+            self._owed_acks.pop(stream.stream_id, None)
         phase = stream.phase
         if phase is StreamPhase.SYN_SENT:
             self._ack_backlog -= 1

@@ -119,6 +119,9 @@ class MuxedConnection(AsyncResource):
         self._closed_locally = False
         self._started = False
         self._shutdown_done = anyio.Event()
+        # anyio.Event() looks up the running backend on every call; the hot paths make
+        # their events with the backend's own Event class, found once on entry
+        self._event: Callable[[], anyio.Event] = anyio.Event
         self._writer_done = False
         self._zero_window_waits = 0
         self._batches_written = 0
@@ -133,6 +136,7 @@ class MuxedConnection(AsyncResource):
         if self._started:
             raise RuntimeError("a MuxedConnection can be entered only once")
         self._started = True
+        self._event = type(anyio.Event())
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         try:
@@ -236,7 +240,7 @@ class MuxedConnection(AsyncResource):
             self._flush_before_waiting()
             event = self._open_event
             if event is None:
-                event = self._open_event = anyio.Event()
+                event = self._open_event = self._event()
             await event.wait()
         stream_id = core.open_stream()
         stream = MuxedStream(self, stream_id, outbound=True)
@@ -273,7 +277,7 @@ class MuxedConnection(AsyncResource):
             self._flush_before_waiting()
             event = self._accept_event
             if event is None:
-                event = self._accept_event = anyio.Event()
+                event = self._accept_event = self._event()
             await event.wait()
 
     async def ping(self) -> float:
@@ -284,7 +288,7 @@ class MuxedConnection(AsyncResource):
         """
         self._raise_if_dead()
         opaque = self._core.send_ping(now=anyio.current_time())
-        event = self._ping_waiters[opaque] = anyio.Event()
+        event = self._ping_waiters[opaque] = self._event()
         self._wake_writer()
         if self._timer_event is not None:
             self._timer_event.set()
@@ -334,7 +338,7 @@ class MuxedConnection(AsyncResource):
         next sender while the woken one was still queueing cost a wake-up per waiter that
         found the queue full again.
         """
-        event = anyio.Event()
+        event = self._event()
         self._space_waiters.append(event)
         try:
             await event.wait()
@@ -360,7 +364,7 @@ class MuxedConnection(AsyncResource):
             return
         event = self._idle_event
         if event is None:
-            event = self._idle_event = anyio.Event()
+            event = self._idle_event = self._event()
         self._wake_writer()
         await event.wait()
 
@@ -426,7 +430,7 @@ class MuxedConnection(AsyncResource):
                         idle.set()
                     # sleep until woken; a wake-up while busy needs no event (the loop
                     # looks at the core again before sleeping)
-                    event = self._writer_waiting = anyio.Event()
+                    event = self._writer_waiting = self._event()
                     await event.wait()
             except _TRANSPORT_ERRORS as exc:
                 self._fail(exc)
@@ -456,7 +460,7 @@ class MuxedConnection(AsyncResource):
                         if core.has_data_to_send:
                             self._wake_writer()
                 else:
-                    event = self._timer_event = anyio.Event()
+                    event = self._timer_event = self._event()
                     if deadline is None:
                         await event.wait()
                         continue

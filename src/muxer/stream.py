@@ -175,7 +175,7 @@ class MuxedStream(ByteStream):
                 conn = self._conn
                 conn._raise_if_dead()
                 conn._flush_before_waiting()
-                event = self._receive_event = anyio.Event()
+                event = self._receive_event = conn._event()
                 await event.wait()
                 self._receive_event = None
 
@@ -215,7 +215,7 @@ class MuxedStream(ByteStream):
                         if core.queued_data_size <= conn._space_low:
                             conn._pass_queue_space()
                         return
-                    event = self._send_event = anyio.Event()
+                    event = self._send_event = conn._event()
                     if core.outbound_window(self.stream_id) == 0:
                         conn._zero_window_waits += 1
                         conn._pass_queue_space()
@@ -249,18 +249,21 @@ class MuxedStream(ByteStream):
         bytes are discarded, with credit returned so the peer is never stuck)."""
         if self._read_state is HalfState.DISCARDING:
             return
-        if self._write_state is _OPEN:
-            await self.send_eof()
+        write_open = self._write_state is _OPEN
         self._write_state = HalfState.CLOSED
         self._read_state = HalfState.DISCARDING
         self._chunks.clear()
         self._buffered = 0
-        if not self._conn._is_dead():
-            self._core.stop_reading(self.stream_id)
-            if self._core.has_data_to_send:
-                self._conn._wake_writer()
+        conn = self._conn
+        if not conn._is_dead():
+            core = self._core
+            if write_open:
+                core.end_stream(self.stream_id)
+            core.stop_reading(self.stream_id)
+            if core.has_data_to_send:
+                conn._wake_writer()
         self._wake_all()
-        self._conn._forget_if_done(self)
+        conn._forget_if_done(self)
 
     async def reset(self) -> None:
         """Abort the stream with RST; later operations raise ``ClosedResourceError``."""

@@ -186,7 +186,32 @@ class NoiseStream(ByteStream):
             if chunk:
                 self._leftover = b""
             else:
-                chunk = await self._next_plaintext()
+                # decrypt the next buffered message, reading from the transport until one
+                # is complete (inline rather than a helper coroutine: every resumption of
+                # the reading task passes through each frame of the await chain)
+                core = self._core
+                while True:
+                    if self._closed:
+                        raise anyio.ClosedResourceError
+                    try:
+                        plaintext = core.next_plaintext()
+                    except NoiseError:
+                        await anyio.aclose_forcefully(self.transport_stream)
+                        raise
+                    if plaintext is not None:
+                        chunk = plaintext
+                        break
+                    if core.eof_received:
+                        raise anyio.EndOfStream
+                    try:
+                        data = await self.transport_stream.receive(core.config.receive_size)
+                    except anyio.EndOfStream:
+                        data = b""
+                    except anyio.ClosedResourceError:
+                        if self._closed:
+                            raise
+                        raise anyio.BrokenResourceError from None
+                    core.buffer_data(data)
             if len(chunk) > max_bytes:
                 self._leftover = chunk[max_bytes:]
                 return chunk[:max_bytes]
@@ -195,30 +220,6 @@ class NoiseStream(ByteStream):
             # Like anyio's BufferedByteReceiveStream, buffered data returns without an
             # extra checkpoint: a receive that finds nothing buffered awaits the transport.
             return chunk
-
-    async def _next_plaintext(self) -> bytes:
-        core = self._core
-        while True:
-            if self._closed:
-                raise anyio.ClosedResourceError
-            try:
-                plaintext = core.next_plaintext()
-            except NoiseError:
-                await anyio.aclose_forcefully(self.transport_stream)
-                raise
-            if plaintext is not None:
-                return plaintext
-            if core.eof_received:
-                raise anyio.EndOfStream
-            try:
-                data = await self.transport_stream.receive(core.config.receive_size)
-            except anyio.EndOfStream:
-                data = b""
-            except anyio.ClosedResourceError:
-                if self._closed:
-                    raise
-                raise anyio.BrokenResourceError from None
-            core.buffer_data(data)
 
     def _join_small(self, first: bytes, max_bytes: int) -> bytes:
         """Append further already-buffered small messages, up to ``max_bytes``."""

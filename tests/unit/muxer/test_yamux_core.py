@@ -186,6 +186,34 @@ def test_inbound_lazy_open_with_data_syn_and_first_write_carries_ack() -> None:
     assert server.data_to_send() == b""
 
 
+@pytest.mark.parametrize("first", ["data", "fin", "window_update", "rst", "nothing"])
+def test_ack_of_an_accepted_stream_rides_with_its_first_frame(first: str) -> None:
+    """accept_stream() owes the ACK: the stream's first frame queued before the next
+    data_to_send() carries it (one frame less); otherwise a WINDOW_UPDATE+ACK is sent."""
+    server = server_core()
+    server.receive_data(frame(WINDOW_UPDATE, SYN, 1, 0) + frame(DATA, 0, 1, body=b"q" * 200 * KIB))
+    server.accept_stream(1)
+    assert server.has_data_to_send
+    if first == "data":
+        server.send_data(1, b"reply")
+        expected = [(DATA, ACK, 1, 5)]
+    elif first == "fin":
+        server.end_stream(1)
+        expected = [(WINDOW_UPDATE, ACK | FIN, 1, 0)]
+    elif first == "window_update":
+        server.acknowledge_received_data(1, 200 * KIB)  # over half the window: credit due
+        expected = [(WINDOW_UPDATE, ACK, 1, 200 * KIB)]
+    elif first == "rst":
+        server.reset_stream(1)
+        expected = [(WINDOW_UPDATE, RST, 1, 0)]  # the reset resolves the peer's open
+    else:
+        expected = [(WINDOW_UPDATE, ACK, 1, 0)]
+    assert frames_of(server.data_to_send()) == expected
+    if first not in ("fin", "rst"):
+        server.send_data(1, b"more")  # acknowledged once only
+        assert frames_of(server.data_to_send()) == [(DATA, 0, 1, 4)]
+
+
 def test_accept_with_larger_initial_window_grants_extra_credit() -> None:
     server = server_core(initial_window=512 * KIB, max_connection_window=512 * KIB * 512)
     server.receive_data(frame(WINDOW_UPDATE, SYN, 1, 0))
