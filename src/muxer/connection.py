@@ -224,7 +224,7 @@ class YamuxConnection:
     @property
     def has_data_to_send(self) -> bool:
         """True when :meth:`data_to_send` would return bytes."""
-        return bool(self._control) or bool(self._data_lane) or bool(self._owed_acks)
+        return bool(self._control or self._data_lane or self._owed_acks)
 
     @property
     def queued_data_size(self) -> int:
@@ -991,7 +991,10 @@ class YamuxConnection:
                                delta)
 
     def _maybe_release(self, stream: StreamState) -> None:
-        if stream.is_done():
+        read_state = stream.read_state
+        write_state = stream.write_state
+        if (read_state is not _OPEN and read_state is not _DISCARDING
+                and write_state is not _OPEN and write_state is not _DISCARDING):
             self._release(stream)
 
     def _release(self, stream: StreamState) -> None:

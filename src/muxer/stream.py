@@ -23,7 +23,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio import ResourceGuard, TypedAttributeSet, typed_attribute
+from anyio import TypedAttributeSet, typed_attribute
 from anyio.abc import ByteStream
 
 from ._stream_state import HalfState
@@ -71,8 +71,10 @@ class MuxedStream(ByteStream):
         self._write_state = HalfState.OPEN
         self._receive_event: anyio.Event | None = None
         self._send_event: anyio.Event | None = None
-        self._receive_guard = ResourceGuard("reading from")
-        self._send_guard = ResourceGuard("writing to")
+        # concurrent receives (or sends) raise BusyResourceError, like anyio's
+        # ResourceGuard, with a plain flag (no guard object per stream and operation)
+        self._receiving = False
+        self._sending = False
 
     # ------------------------------------------------------------------ called by the reader
 
@@ -135,7 +137,10 @@ class MuxedStream(ByteStream):
         """
         if max_bytes < 1:
             raise ValueError("max_bytes must be at least 1")
-        with self._receive_guard:
+        if self._receiving:
+            raise anyio.BusyResourceError("reading from")
+        self._receiving = True
+        try:
             while True:
                 chunks = self._chunks
                 if chunks:
@@ -178,6 +183,8 @@ class MuxedStream(ByteStream):
                 event = self._receive_event = conn._event()
                 await event.wait()
                 self._receive_event = None
+        finally:
+            self._receiving = False
 
     async def send(self, item: bytes) -> None:
         """Queue ``item`` for sending; returns once every byte is queued (window permitting),
@@ -188,7 +195,10 @@ class MuxedStream(ByteStream):
         :raises anyio.BrokenResourceError: the connection died.
         :raises anyio.BusyResourceError: another task is already sending.
         """
-        with self._send_guard:
+        if self._sending:
+            raise anyio.BusyResourceError("writing to")
+        self._sending = True
+        try:
             view = memoryview(item)
             if not view.readonly:  # a bytearray could change after send() returns: copy it
                 item = bytes(view)
@@ -227,6 +237,8 @@ class MuxedStream(ByteStream):
                     await self._abort()
                 conn._pass_queue_space()
                 raise
+        finally:
+            self._sending = False
 
     def _check_writable(self) -> None:
         state = self._write_state
