@@ -143,7 +143,7 @@ class YamuxConnection:
         self._peer_parity = 0 if is_client else 1
         self._streams: dict[int, StreamState] = {}
         self._control = bytearray()
-        self._data_lane: deque[tuple[int, bytes, memoryview | None]] = deque()
+        self._data_lane: deque[tuple[int, bytes, bytes | memoryview | None]] = deque()
         self._data_lane_size = 0
         self._partial_header = bytearray()
         self._partial_frame: tuple[int, int, int] | None = None
@@ -326,6 +326,18 @@ class YamuxConnection:
             return 0
         flags = self._take_ack(stream)
         split = self.config.split_send_size
+        if 0 < n <= split:
+            # one frame (the common case for small writes): the body is the caller's
+            # bytes themselves, or a view of their first n bytes
+            self._data_lane.append((
+                stream_id, _pack(0, _DATA, flags | _FIN if fin else flags, stream_id, n),
+                data if n == total else memoryview(data)[:n]))
+            self._data_lane_size += n + HEADER_SIZE
+            stream.send_window -= n
+            if fin:
+                stream.write_state = HalfState.CLOSED
+                self._maybe_release(stream)
+            return n
         view = memoryview(data)
         lane = self._data_lane
         offset = 0
@@ -1016,7 +1028,7 @@ class YamuxConnection:
         if not any(entry[0] == stream_id for entry in lane):
             return False
         syn = False
-        kept: deque[tuple[int, bytes, memoryview | None]] = deque()
+        kept: deque[tuple[int, bytes, bytes | memoryview | None]] = deque()
         size = 0
         for entry in lane:
             if entry[0] == stream_id:
