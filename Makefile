@@ -28,7 +28,13 @@ bench: $(STAMP)
 	$(PY) benchmarks/throughput.py
 
 stress: $(STAMP)
-	$(PY) -m pytest -q -m stress tests/stress
+	$(PY) -m pytest -q -m stress tests/stress tests/adversarial
+
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= noise yamux negotiation rpc identity messaging
+fuzz: $(STAMP)
+	$(PY) -m pip install --quiet 'atheris>=3.0'
+	for t in $(FUZZ_TARGETS); do $(PY) fuzz/run.py --target $$t --seconds $(FUZZ_SECONDS) || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
