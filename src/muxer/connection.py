@@ -24,7 +24,11 @@ the transport reached EOF.
 
 **Streams.** Client ids are odd from 1, server ids even from 2, step 2, never reused.
 Opening is eager (WINDOW_UPDATE+SYN, delta = extra credit beyond 256 KiB), accepting is
-explicit (:meth:`accept_stream` queues WINDOW_UPDATE+ACK). Per-stream state lives in
+explicit (:meth:`accept_stream` owes the ACK: the stream's next queued frame carries the
+ACK flag, else :meth:`data_to_send` emits a WINDOW_UPDATE+ACK; with extra credit the
+WINDOW_UPDATE+ACK is queued at once). The FIN is never folded into a DATA frame:
+hashicorp/yamux and js-libp2p-yamux act on the FIN before reading the body and lose the
+last bytes (seen in the interop tests). Per-stream state lives in
 ``_stream_state.py`` and window rules in ``_window.py``. Frames for unknown ids are ignored
 (rust-yamux#110), but counted (see **Limits**).
 
@@ -297,7 +301,10 @@ class YamuxConnection:
         return stream_id
 
     def accept_stream(self, stream_id: int) -> None:
-        """The application accepted an inbound stream: queue WINDOW_UPDATE+ACK now.
+        """The application accepted an inbound stream: the ACK is owed from now on.
+
+        It rides on the stream's next queued frame (DATA, WINDOW_UPDATE or FIN); if none is
+        queued by the next :meth:`data_to_send`, a WINDOW_UPDATE+ACK goes out then.
 
         A stream the peer already reset is ignored.
         """

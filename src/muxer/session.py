@@ -9,17 +9,26 @@ Theory of operation (performance.md §4, yamux.md §7):
   stream cannot stall the others (its buffer is bounded by its window). When a ping flood
   fills the pong queue the core pauses; the reader waits for the writer to flush, then
   resumes — reading stops, so back-pressure reaches TCP.
-* **One writer task** sleeps on an :class:`anyio.Event`; whoever queues frames in the core
-  wakes it once. Each wake-up drains the core into one joined batch of at most
-  ``write_batch_size`` bytes (control frames first) and makes one ``transport.send``.
+* **One writer task** sleeps on an :class:`anyio.Event` made only when it goes to sleep;
+  whoever queues frames in the core wakes it. Each wake-up drains the core into one
+  joined batch of at most ``write_batch_size`` bytes (control frames first) and makes one
+  ``transport.send``. Senders that find the write queue full wait in FIFO order and are
+  handed the room one at a time (``_wait_for_queue_space``).
+* **Lazy ACK.** ``accept_stream`` owes the ACK without waking the writer: the handler's
+  first frame on the stream carries it, so accept + reply is one frame and one write; it
+  goes out as soon as any task waits on the connection (``_flush_before_waiting``), and
+  at the latest after ``max_ack_delay`` (the timer).
 * **One timer task** sleeps until ``core.get_timer()`` and calls ``handle_timer``:
-  keep-alive pings, and closing a connection whose pong is overdue.
+  keep-alive pings, and closing a connection whose pong is overdue; it also flushes an
+  ACK still owed after ``max_ack_delay``.
 * **Failure**: a protocol violation, GO_AWAY, EOF, a transport error or a keep-alive
   timeout marks the connection dead: every waiter wakes, stream operations raise
   ``BrokenResourceError`` chained from the cause (buffered bytes stay readable), a queued
   GO_AWAY is flushed (bounded by ``close_timeout``) and the transport is closed. The
   background tasks end through their own cancel scopes, never the task group's, so the
-  application's ``async with`` body is not cancelled.
+  application's ``async with`` body is not cancelled, and an error raised by that body
+  propagates as itself. A task that starts after the shutdown began (the peer closed
+  before ``__aenter__`` finished) cancels itself at once.
 * ``aclose`` queues GO_AWAY(0) behind the queued data, flushes under a shielded scope
   bounded by ``close_timeout``, then closes the transport.
 """

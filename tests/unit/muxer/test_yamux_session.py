@@ -530,3 +530,31 @@ async def test_ack_is_flushed_when_the_acceptor_waits_again() -> None:
                 await client.open_stream()
         assert [s.stream_id for s in accepted][:2] == [1, 3]
         tg.cancel_scope.cancel()
+
+
+async def test_senders_waiting_for_queue_space_all_finish_in_turn() -> None:
+    """A write queue far smaller than what 20 concurrent senders queue: they wait for room
+    and are handed it one at a time; every byte arrives, in order, on every stream."""
+    config = YamuxConfig(keepalive_interval=None, max_write_queue_size=64 * 1024)
+    size = 256 * 1024
+    async with mux_pair(config, FAST) as (client, server), anyio.create_task_group() as tg:
+        tg.start_soon(echo_server, server, 20)
+
+        async def one(i: int) -> None:
+            stream = await client.open_stream()
+            payload = hashlib.shake_256(b"q" + i.to_bytes(4, "big")).digest(size)
+            result = bytearray()
+
+            async def reader() -> None:
+                result.extend(await read_all(stream))
+
+            async with anyio.create_task_group() as inner:
+                inner.start_soon(reader)
+                await stream.send(payload)
+                await stream.send_eof()
+            assert bytes(result) == payload
+
+        async with anyio.create_task_group() as senders:
+            for i in range(20):
+                senders.start_soon(one, i)
+        assert client.statistics().bytes_written >= 20 * size
