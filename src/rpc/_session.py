@@ -703,6 +703,11 @@ class ServerSessionState:
         """The largest payload a reply or item may carry (``max_frame_size - 24``)."""
         return self._max_payload
 
+    @property
+    def has_data_to_send(self) -> bool:
+        """Whether bytes are queued for :meth:`data_to_send`."""
+        return bool(self._outbound)
+
     def data_to_send(self) -> bytes:
         """Drain and return every queued byte."""
         data = b"".join(self._outbound)  # one copy of a large payload, dropped just after

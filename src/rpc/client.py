@@ -74,13 +74,13 @@ class _CallGate:
         self._waiters: deque[anyio.Event] = deque()
 
     async def acquire(self) -> None:
-        # Deliver a pending cancellation *before* taking the gate, and yield afterwards
-        # without being cancellable: a cancellation between taking the gate and returning
-        # would leave it taken with no owner to release it.
+        # Deliver a pending cancellation *before* taking the gate. The uncontended path does
+        # not yield (the call blocks on its reply right after): a cancellation between
+        # taking the gate and returning would leave it taken with no owner to release it,
+        # and a loop turn here is one more hand-off on every round trip.
         await anyio.lowlevel.checkpoint_if_cancelled()
         if not self._busy and not self._waiters:
             self._busy = True
-            await anyio.lowlevel.cancel_shielded_checkpoint()
             return
         event = anyio.Event()
         self._waiters.append(event)

@@ -7,10 +7,11 @@ negotiated for one of :attr:`RpcServer.protocols`; it returns when the session i
 
 Per session, in order: admission (global cap → route → per-peer cap; a refusal is sent
 before reading anything, then the stream is closed); the handshake under
-``handshake_timeout`` and the semaphore; then a reader loop that feeds the core and, beside
-it, one handler task per request. The slot is held in a ``with`` block around all of it, so
-it is released on every path, cancellation included (tari bug 1). Each handshake runs in the
-caller's own task, so a silent client delays nobody else (tari bug 2).
+``handshake_timeout`` and the semaphore; then two workers that take turns reading
+(feeding the core) and handling the request just read. The slot is held in a ``with``
+block around all of it, so it is released on every path, cancellation included (tari
+bug 1). Each handshake runs in the caller's own task, so a silent client delays nobody else
+(tari bug 2).
 
 The reader keeps reading while a handler runs: a FIN interrupt cancels the handler (its
 ``finally`` blocks run, an async generator is closed), the client's end of stream or a broken
@@ -189,7 +190,14 @@ async def _send_and_close(stream: ByteStream, data: bytes) -> None:
 
 
 class _ServerSession:
-    """The I/O of one accepted session."""
+    """The I/O of one accepted session.
+
+    Two workers serve it, each alternately the reader and the handler: the worker holding
+    the reader's role reads until a request arrives, hands the role to the other worker and
+    runs the handler itself. No task is started per request and the request reaches its
+    handler without a hand-off, while the other worker keeps reading (interrupts, pings,
+    end of stream) whenever the handler waits.
+    """
 
     def __init__(
         self,
@@ -204,8 +212,12 @@ class _ServerSession:
         self._service = service
         self._peer_key = peer_key
         self._protocol = protocol
-        self._send_lock = anyio.Lock()
         self._handler_scope: anyio.CancelScope | None = None
+        self._reading = False
+        self._reader_free: anyio.Event | None = None
+        self._sending = False
+        self._send_free: anyio.Event | None = None
+        self._violation: RpcProtocolViolation | None = None
 
     async def handshake(self, semaphore: anyio.Semaphore) -> bool:
         """Read the client's ``RpcSession`` and answer; ``True`` when accepted."""
@@ -227,35 +239,64 @@ class _ServerSession:
             return False
 
     async def run(self) -> None:
-        violation: RpcProtocolViolation | None = None
         async with anyio.create_task_group() as task_group:
-            try:
-                await self._read_loop(task_group)
-            except RpcProtocolViolation as exc:
-                violation = exc
-            finally:
-                task_group.cancel_scope.cancel()
-        if violation is not None:
-            raise violation
+            task_group.start_soon(self._worker, task_group)
+            await self._worker(task_group)
+        if self._violation is not None:
+            raise self._violation
 
-    async def _read_loop(self, task_group: TaskGroup) -> None:
+    async def _worker(self, task_group: TaskGroup) -> None:
         while True:
+            request = await self._next_request()
+            if request is None:  # the session is over
+                task_group.cancel_scope.cancel()
+                return
+            await self._handle(request, task_group)
+
+    async def _next_request(self) -> RequestReceived | None:
+        """Take the reader's role, read until a request arrives, give the role back."""
+        while self._reading:
+            event = self._reader_free = anyio.Event()
+            await event.wait()
+        self._reading = True
+        try:
+            return await self._read()
+        finally:
+            self._reading = False
+            event = self._reader_free
+            if event is not None:
+                self._reader_free = None
+                event.set()
+
+    async def _read(self) -> RequestReceived | None:
+        core = self._core
+        while not core.is_closed:
             try:
                 data = await self._receive()
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                return
-            for event in self._core.receive_data(data):
+                return None
+            request: RequestReceived | None = None
+            try:
+                events = core.receive_data(data)
+            except RpcProtocolViolation as exc:
+                self._violation = exc
+                return None
+            for event in events:
                 if isinstance(event, RequestReceived):
-                    task_group.start_soon(self._handle, event, task_group)
+                    request = event
                 elif isinstance(event, InterruptReceived):
                     if self._handler_scope is not None:
                         self._handler_scope.cancel()
                 elif isinstance(event, SessionEnded):
-                    return
-            try:
-                await self._flush()  # pongs and BAD_REQUEST replies
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                return
+                    return None
+            if core.has_data_to_send:
+                try:
+                    await self._flush()  # pongs and BAD_REQUEST replies
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    return None
+            if request is not None:
+                return request
+        return None  # the other worker already read the end of the session
 
     async def _receive(self) -> bytes:
         try:
@@ -264,14 +305,25 @@ class _ServerSession:
             return b""
 
     async def _flush(self) -> None:
-        async with self._send_lock:
-            data = self._core.data_to_send()
-            if data:
-                with anyio.CancelScope(shield=True):
-                    try:
-                        await self._stream.send(data)
-                    except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-                        raise _StreamGone("the client's stream is gone") from exc
+        while self._sending:  # writes are serialised; uncontended, this does not yield
+            event = self._send_free = anyio.Event()
+            await event.wait()
+        data = self._core.data_to_send()
+        if not data:
+            return
+        self._sending = True
+        try:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._stream.send(data)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+                    raise _StreamGone("the client's stream is gone") from exc
+        finally:
+            self._sending = False
+            event = self._send_free
+            if event is not None:
+                self._send_free = None
+                event.set()
 
     async def _handle(self, request: RequestReceived, task_group: TaskGroup) -> None:
         with anyio.CancelScope() as scope:
