@@ -263,10 +263,10 @@ class _ServerSession:
             return await self._read()
         finally:
             self._reading = False
-            event = self._reader_free
-            if event is not None:
+            waiter = self._reader_free
+            if waiter is not None:
                 self._reader_free = None
-                event.set()
+                waiter.set()
 
     async def _read(self) -> RequestReceived | None:
         core = self._core
@@ -320,10 +320,10 @@ class _ServerSession:
                     raise _StreamGone("the client's stream is gone") from exc
         finally:
             self._sending = False
-            event = self._send_free
-            if event is not None:
+            waiter = self._send_free
+            if waiter is not None:
                 self._send_free = None
-                event.set()
+                waiter.set()
 
     async def _handle(self, request: RequestReceived, task_group: TaskGroup) -> None:
         with anyio.CancelScope() as scope:
