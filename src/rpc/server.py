@@ -29,6 +29,7 @@ session.
 from __future__ import annotations
 
 import logging
+import types
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -54,7 +55,7 @@ from .service import RequestContext
 from .status import RpcStatus
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 
     from anyio.abc import ByteStream, TaskGroup
 
@@ -189,6 +190,36 @@ async def _send_and_close(stream: ByteStream, data: bytes) -> None:
             await stream.aclose()
 
 
+@types.coroutine
+def _inline(
+    coro: Coroutine[Any, Any, None], on_wait: Callable[[], None]
+) -> Generator[Any, Any, None]:
+    """Await ``coro``, calling ``on_wait`` once, just before it first waits (yields to the
+    event loop). A handler that answers without waiting thus keeps the reader's role and
+    the other worker is never woken; one that waits hands the role over first."""
+    try:
+        yielded = coro.send(None)
+    except StopIteration:
+        return
+    on_wait()
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration:
+                return
+
+
 class _ServerSession:
     """The I/O of one accepted session.
 
@@ -213,7 +244,7 @@ class _ServerSession:
         self._peer_key = peer_key
         self._protocol = protocol
         self._handler_scope: anyio.CancelScope | None = None
-        self._reading = False
+        self._reader: int | None = None  # the worker holding the reader's role
         self._reader_free: anyio.Event | None = None
         self._sending = False
         self._send_free: anyio.Event | None = None
@@ -240,33 +271,36 @@ class _ServerSession:
 
     async def run(self) -> None:
         async with anyio.create_task_group() as task_group:
-            task_group.start_soon(self._worker, task_group)
-            await self._worker(task_group)
+            task_group.start_soon(self._worker, task_group, 2)
+            await self._worker(task_group, 1)
         if self._violation is not None:
             raise self._violation
 
-    async def _worker(self, task_group: TaskGroup) -> None:
+    async def _worker(self, task_group: TaskGroup, ident: int) -> None:
         while True:
-            request = await self._next_request()
+            if self._reader != ident:  # still ours when the last handler never waited
+                while self._reader is not None:
+                    event = self._reader_free = anyio.Event()
+                    await event.wait()
+                self._reader = ident
+            try:
+                request = await self._read()
+            except BaseException:
+                self._release_reader()
+                raise
             if request is None:  # the session is over
+                self._release_reader()
                 task_group.cancel_scope.cancel()
                 return
             await self._handle(request, task_group)
 
-    async def _next_request(self) -> RequestReceived | None:
-        """Take the reader's role, read until a request arrives, give the role back."""
-        while self._reading:
-            event = self._reader_free = anyio.Event()
-            await event.wait()
-        self._reading = True
-        try:
-            return await self._read()
-        finally:
-            self._reading = False
-            waiter = self._reader_free
-            if waiter is not None:
-                self._reader_free = None
-                waiter.set()
+    def _release_reader(self) -> None:
+        """Give the reader's role to the other worker (it reads while the handler waits)."""
+        self._reader = None
+        waiter = self._reader_free
+        if waiter is not None:
+            self._reader_free = None
+            waiter.set()
 
     async def _read(self) -> RequestReceived | None:
         core = self._core
@@ -329,7 +363,7 @@ class _ServerSession:
         with anyio.CancelScope() as scope:
             self._handler_scope = scope
             try:
-                await self._dispatch(request)
+                await _inline(self._dispatch(request), self._release_reader)
             except SessionClosedError:
                 if not self._core.is_closed:  # pragma: no cover - only a closed core raises it
                     raise
