@@ -378,7 +378,12 @@ class MuxedConnection(AsyncResource):
         await event.wait()
 
     def _forget_if_done(self, stream: MuxedStream) -> None:
-        if self._core.stream_state(stream.stream_id) is None:
+        """Drop a stream the core released, once its write side is closed here too.
+
+        A stream whose write side is still open here was released by a reset whose event
+        is still to be routed (FIN and RST read together): it must stay reachable for it.
+        """
+        if not stream._writable_here() and self._core.stream_state(stream.stream_id) is None:
             self._streams.pop(stream.stream_id, None)
 
     # ------------------------------------------------------------------ background tasks

@@ -97,6 +97,9 @@ class MuxedStream(ByteStream):
         self._wake_all()
         self._conn._forget_if_done(self)
 
+    def _writable_here(self) -> bool:
+        return self._write_state is _OPEN
+
     def _on_reset(self) -> None:
         if self._read_state in (_OPEN, HalfState.CLOSED):
             self._read_state = HalfState.RESET

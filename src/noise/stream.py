@@ -75,6 +75,8 @@ class NoiseStream(ByteStream):
         init=False, repr=False, default_factory=lambda: ResourceGuard("reading from")
     )
     _closed: bool = field(init=False, repr=False, default=False)
+    _receive_error: NoiseError | None = field(init=False, repr=False, default=None)
+    _error_pending: bool = field(init=False, repr=False, default=False)
     _eof: bool = field(init=False, repr=False, default=False)
 
     @classmethod
@@ -185,6 +187,11 @@ class NoiseStream(ByteStream):
             chunk = self._leftover
             if chunk:
                 self._leftover = b""
+            elif self._error_pending and self._receive_error is not None:
+                # a message after the small ones returned last time failed to decrypt
+                self._error_pending = False
+                await anyio.aclose_forcefully(self.transport_stream)
+                raise self._receive_error
             else:
                 # decrypt the next buffered message, reading from the transport until one
                 # is complete (inline rather than a helper coroutine: every resumption of
@@ -195,7 +202,8 @@ class NoiseStream(ByteStream):
                         raise anyio.ClosedResourceError
                     try:
                         plaintext = core.next_plaintext()
-                    except NoiseError:
+                    except NoiseError as exc:
+                        self._receive_error = exc  # a send meanwhile reports it too
                         await anyio.aclose_forcefully(self.transport_stream)
                         raise
                     if plaintext is not None:
@@ -229,8 +237,12 @@ class NoiseStream(ByteStream):
         while size < max_bytes:
             try:
                 nxt = core.next_plaintext()
-            except NoiseError:
-                break  # raised again, and the transport closed, by the next receive
+            except NoiseError as exc:
+                # return what was joined so far; the next receive raises this error (the
+                # peer's violation) after closing the transport
+                self._receive_error = exc
+                self._error_pending = True
+                break
             if nxt is None:
                 break
             if size + len(nxt) > max_bytes or len(nxt) >= _JOIN_LIMIT:
@@ -257,6 +269,10 @@ class NoiseStream(ByteStream):
             raise anyio.ClosedResourceError
         if self._send_error is not None:
             raise anyio.BrokenResourceError from self._send_error
+        if self._receive_error is not None:
+            # the peer broke the protocol (the failure took both ciphers): report its
+            # violation, not a state error, even before receive has raised it
+            raise self._receive_error
         if not item:
             await anyio.lowlevel.checkpoint()
             return

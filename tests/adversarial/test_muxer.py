@@ -244,6 +244,25 @@ async def test_unknown_stream_flood_is_budgeted_then_goaway_1() -> None:
         await expect_goaway(raw, mux, 1, UnknownStreamFloodError)
 
 
+async def test_fin_then_rst_in_one_read_costs_only_that_stream() -> None:
+    """Y20: FIN and RST of a stream arrive together; the application then closes its end:
+    the stream reports the reset, closing it is a no-op, and the connection lives."""
+    async with raw_against_plait() as (raw, mux):
+        stream = await open_bystander(raw, mux)
+        await raw.send(frame(WINDOW_UPDATE, SYN, 3, 0) + frame(DATA, 0, 3, body=b"req"))
+        victim = await mux.accept_stream()
+        assert await victim.receive() == b"req"
+        await raw.send(frame(DATA, FIN, 3, 0) + frame(WINDOW_UPDATE, RST, 3, 0))
+        with pytest.raises(StreamResetError):
+            await victim.receive()
+        with pytest.raises(StreamResetError):
+            await victim.send(b"late")
+        await victim.send_eof()  # no StreamStateError: the peer's RST ended it already
+        await victim.aclose()
+        await bystander_still_works(raw, stream)
+        assert not mux.is_closed and mux.core.stream_state(3) is None
+
+
 async def test_peer_reset_reaches_the_application() -> None:
     async with raw_against_plait() as (raw, mux):
         stream = await open_bystander(raw, mux)

@@ -177,6 +177,26 @@ async def test_tampered_transport_message_closes_the_stream() -> None:
             await i.receive()
 
 
+async def test_bad_message_after_small_ones_is_the_peers_violation_on_both_paths() -> None:
+    """Small messages joined by one receive, then one that fails its MAC: the joined data
+    is returned first, then receive raises the peer's violation (not a state error), and
+    so does a send made meanwhile (the failure took both ciphers)."""
+    async with noise_pair() as (i, r):
+        wire = bytes(i.core.seal(b"one")) + bytes(i.core.seal(b"two"))
+        bad = bytearray(i.core.seal(b"bad"))
+        bad[-1] ^= 0x80
+        wire += bytes(bad)
+        await i.transport_stream.send(wire)
+        with anyio.fail_after(5):
+            assert await r.receive() == b"onetwo"
+        with pytest.raises(NoiseProtocolViolation):
+            await r.send(b"reply")
+        with pytest.raises(NoiseProtocolViolation):
+            await r.receive()
+        with anyio.fail_after(5), pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+            await i.receive()  # the reader closed its transport
+
+
 @pytest.mark.parametrize("length", [0, 15])
 async def test_short_length_prefix_closes_the_stream(length: int) -> None:
     async with noise_pair() as (i, r):
