@@ -146,6 +146,8 @@ if TYPE_CHECKING:
 
 __all__ = (
     "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_CONNECTIONS_PER_IP",
+    "DEFAULT_RPC_VIOLATIONS_BEFORE_BAN",
     "DEFAULT_MAX_NEGOTIATING_STREAMS",
     "DEFAULT_SHUTDOWN_TIMEOUT",
     "DEFAULT_STATS_RATE_WINDOW",
@@ -179,6 +181,8 @@ __all__ = (
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_CONNECTIONS = 256  # plait's choice: a budget for peers (hardening.md §5 rule 1)
+DEFAULT_MAX_CONNECTIONS_PER_IP: int | None = None  # off: nodes on one host share 127.0.0.1
+DEFAULT_RPC_VIOLATIONS_BEFORE_BAN = 3  # hardening.md R1: a violation "counts toward a ban"
 DEFAULT_MAX_NEGOTIATING_STREAMS = 128  # rust-libp2p; hardening.md §1.9 item 4, §2.7
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0  # plait's choice; equal to YamuxConfig.close_timeout
 DEFAULT_MAX_QUEUED_EVENTS = 1024  # per subscription
@@ -236,6 +240,13 @@ class NodeConfig:
     max_upgrading: int = DEFAULT_MAX_UPGRADING
     """Inbound connections upgrading at once, over all listeners; at the cap the listeners
     stop accepting until one finishes."""
+    max_connections_per_ip: int | None = DEFAULT_MAX_CONNECTIONS_PER_IP
+    """Inbound TCP connections (upgrading or established) from one source IP address at
+    once, over all listeners; a further one is closed at accept, before any byte is read,
+    and reported as :class:`ConnectionFailed` with
+    :class:`~plait.transport.TooManyConnectionsFromHostError` (no ban). It keeps one host
+    from holding every ``max_upgrading`` slot. ``None``: no cap (many nodes of one machine
+    talking to each other over 127.0.0.1, as in tests)."""
     max_negotiating_streams: int = DEFAULT_MAX_NEGOTIATING_STREAMS
     """Inbound substreams still negotiating per connection; beyond it new ones are reset."""
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
@@ -257,6 +268,11 @@ class NodeConfig:
     stats_rate_window: float = DEFAULT_STATS_RATE_WINDOW
     """Seconds the byte rates of :meth:`Node.stats` average over, at least (see
     :class:`Traffic`); :meth:`Node.stats` keeps at most about 10 samples per window."""
+    rpc_violations_before_ban: int = DEFAULT_RPC_VIOLATIONS_BEFORE_BAN
+    """RPC sessions a peer may end with a protocol violation (undecodable ``RpcSession`` or
+    ``RpcRequest``, undefined flags, an oversize frame) before it is banned for
+    ``BanTier.LONG`` (hardening.md R1, R9, R11): each violation ends only its session; this
+    many ban the peer. 1 bans at the first."""
     rpc_server: RpcServerConfig = field(default_factory=RpcServerConfig)
     """Limits of the node's RPC server, shared by every service added with
     :meth:`Node.add_service`: ``max_sessions`` (global), ``max_sessions_per_peer``, handshake
@@ -270,8 +286,10 @@ class NodeConfig:
 
     def __post_init__(self) -> None:
         self.upgrade_config()  # validates network_byte and the three timeouts
+        if self.max_connections_per_ip is not None and self.max_connections_per_ip < 1:
+            raise ValueError("max_connections_per_ip must be at least 1 or None")
         for name in ("max_connections", "max_upgrading", "max_negotiating_streams",
-                     "max_queued_events", "max_bans"):
+                     "max_queued_events", "max_bans", "rpc_violations_before_ban"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.shutdown_timeout < 0:
@@ -1038,6 +1056,10 @@ class Node:
         self._protocols: dict[bytes, ProtocolHandler] = {}
         self._protocol_ids: tuple[bytes, ...] = ()
         self._rpc_server = RpcServer(self.config.rpc_server)
+        self._hosts: dict[str, int] = {}  # inbound connections per source IP (listeners)
+        # RPC protocol violations per peer key, toward rpc_violations_before_ban (bounded by
+        # max_bans: the oldest entries are forgotten first)
+        self._rpc_offences: dict[bytes, int] = {}
         self._messaging = Messaging(self, self.config.messaging or MessagingConfig())
         self._connections: dict[bytes, PeerConnection] = {}
         self._live: set[PeerConnection] = set()
@@ -1278,14 +1300,31 @@ class Node:
             try:
                 await server.serve_session(stream, conn.public_key, protocol)
             except RpcProtocolViolation as exc:
+                # hardening.md R1/R9: the session ends (only this stream) and the offence
+                # counts toward a ban of the peer
                 counters.violations += 1
-                logger.debug("RPC session %r with %s ended: %s", protocol, conn.node_id.short,
-                             exc)
+                self._on_rpc_violation(conn, protocol, exc)
             finally:
                 if refusal is None:
                     counters.served -= 1
 
         return serve_rpc
+
+    def _on_rpc_violation(
+        self, conn: PeerConnection, protocol: bytes, error: RpcProtocolViolation
+    ) -> None:
+        key = conn.public_key
+        count = self._rpc_offences.get(key, 0) + 1
+        logger.debug("RPC session %r with %s broke the protocol (%d): %s", protocol,
+                     conn.node_id.short, count, error)
+        if count >= self.config.rpc_violations_before_ban:
+            self._rpc_offences.pop(key, None)
+            self._on_offence(key, BanTier.LONG, error)
+        else:
+            self._rpc_offences.pop(key, None)
+            while len(self._rpc_offences) >= self.config.max_bans:
+                del self._rpc_offences[next(iter(self._rpc_offences))]
+            self._rpc_offences[key] = count
 
     def _rpc_refusal(self, peer_key: bytes, protocol: bytes) -> RejectReason | None:
         """The reason :meth:`RpcServer.serve_session` will refuse a session now, if any: the
@@ -1382,7 +1421,8 @@ class Node:
         listener = await self._transport_for(target).listen(target)
         assert self._slots is not None
         upgrading = UpgradingListener(
-            listener, self._upgrader, self._slots, on_error=self._on_inbound_error
+            listener, self._upgrader, self._slots, on_error=self._on_inbound_error,
+            max_per_host=self.config.max_connections_per_ip, hosts=self._hosts,
         )
         self._listeners.append(upgrading)
         bound = str(listener.address)

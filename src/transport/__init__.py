@@ -44,6 +44,7 @@ from .errors import ListenError as ListenError
 from .errors import PeerBannedError as PeerBannedError
 from .errors import PeerKeyMismatchError as PeerKeyMismatchError
 from .errors import PeerValidationError as PeerValidationError
+from .errors import TooManyConnectionsFromHostError as TooManyConnectionsFromHostError
 from .errors import TransportError as TransportError
 from .errors import TransportProtocolViolation as TransportProtocolViolation
 from .errors import UpgradeTimeoutError as UpgradeTimeoutError
@@ -107,6 +108,7 @@ __all__ = (
     "Network",
     "OnionAddress",
     "PeerBannedError",
+    "TooManyConnectionsFromHostError",
     "PeerIdentity",
     "PeerKeyMismatchError",
     "PeerValidationError",

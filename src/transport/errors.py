@@ -27,6 +27,7 @@ __all__ = (
     "PeerBannedError",
     "PeerKeyMismatchError",
     "PeerValidationError",
+    "TooManyConnectionsFromHostError",
     "TransportError",
     "TransportProtocolViolation",
     "UpgradeTimeoutError",
@@ -133,6 +134,12 @@ class PeerKeyMismatchError(TransportError):
 
 class PeerBannedError(TransportError):
     """The authenticated peer is banned; the connection is refused before the identity exchange."""
+
+
+class TooManyConnectionsFromHostError(TransportError):
+    """An inbound connection was refused at accept, before any byte was read, because its
+    source address already holds ``NodeConfig.max_connections_per_ip`` connections (upgrading
+    or established). Not an offence: nothing is banned."""
 
 
 class UpgradeTimeoutError(TransportError, TimeoutError):

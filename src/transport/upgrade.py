@@ -67,6 +67,7 @@ from .errors import (
     IdentityTimeoutError,
     PeerBannedError,
     PeerKeyMismatchError,
+    TooManyConnectionsFromHostError,
     TransportError,
     TransportProtocolViolation,
     UpgradeTimeoutError,
@@ -105,7 +106,9 @@ __all__ = (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_FIRST_BYTE_TIMEOUT = 6.0  # tari ConnectionManagerConfig.time_to_first_byte (code value)
+#: tari#5728 cut time_to_first_byte to 3 s: well below a dialer's Noise deadline (6 s), so
+#: idle connections holding every upgrade slot free them before honest dials time out.
+DEFAULT_FIRST_BYTE_TIMEOUT = 3.0
 DEFAULT_NOISE_HANDSHAKE_TIMEOUT = 6.0  # tari noise_handshake_recv_timeout; plait's is overall
 DEFAULT_UPGRADE_TIMEOUT = 10.0  # hardening.md §2.7: pre-authentication deadline, overall
 DEFAULT_MAX_UPGRADING = 100  # tari max_simultaneous_inbound_connects
@@ -164,6 +167,16 @@ class UpgradedConnection:
     def muxer(self, config: YamuxConfig | None = None) -> MuxedConnection:
         """The Yamux session for this connection (not started: enter it with ``async with``)."""
         return MuxedConnection(self.stream, is_client=self.is_client, config=config)
+
+
+def _remote_host(stream: ByteStream) -> str | None:
+    """The remote IP address of a socket stream, else ``None``."""
+    if isinstance(stream, MemoryStream):
+        return None
+    remote = stream.extra(SocketAttribute.remote_address, None)
+    if isinstance(remote, tuple) and len(remote) >= 2:
+        return str(remote[0])
+    return None
 
 
 def describe_remote(stream: ByteStream) -> str:
@@ -340,6 +353,13 @@ class UpgradingListener:
         accept loop takes a slot *before* accepting, so at the cap it stops accepting.
     :param on_error: called with ``(error, remote_address)`` for every failed upgrade
         (after it was logged at DEBUG); a pre-authentication failure is routine noise.
+    :param max_per_host: at most this many connections (upgrading, then running the handler)
+        from one source IP address at a time; a further one is closed at accept, before any
+        byte is read, and reported to ``on_error`` as
+        :class:`~plait.transport.TooManyConnectionsFromHostError`. ``None``: no cap. Streams
+        without an IP address (the memory transport) are not counted.
+    :param hosts: the per-host counts, shared by every listener of a node (a new dict when
+        omitted).
     """
 
     def __init__(
@@ -349,11 +369,17 @@ class UpgradingListener:
         slots: anyio.Semaphore,
         *,
         on_error: Callable[[BaseException, str], None] | None = None,
+        max_per_host: int | None = None,
+        hosts: dict[str, int] | None = None,
     ) -> None:
+        if max_per_host is not None and max_per_host < 1:
+            raise ValueError("max_per_host must be at least 1 or None")
         self.listener = listener
         self.upgrader = upgrader
         self._slots = slots
         self._on_error = on_error
+        self._max_per_host = max_per_host
+        self._hosts: dict[str, int] = hosts if hosts is not None else {}
         self._active = 0
         self._serving = False
 
@@ -401,16 +427,40 @@ class UpgradingListener:
             except BaseException:
                 slots.release()
                 raise
-            task_group.start_soon(self._upgrade_one, stream, handler)
+            host = _remote_host(stream) if self._max_per_host is not None else None
+            if host is not None:
+                assert self._max_per_host is not None
+                count = self._hosts.get(host, 0)
+                if count >= self._max_per_host:
+                    slots.release()
+                    await anyio.aclose_forcefully(stream)
+                    error = TooManyConnectionsFromHostError(
+                        f"{host} already holds {count} connections (the cap)"
+                    )
+                    logger.debug("refused a connection at accept: %s", error)
+                    if self._on_error is not None:
+                        self._on_error(error, host)
+                    continue
+                self._hosts[host] = count + 1
+            task_group.start_soon(self._upgrade_one, stream, handler, host)
 
     async def _upgrade_one(
-        self, stream: ByteStream, handler: Callable[[UpgradedConnection], Awaitable[None]]
+        self,
+        stream: ByteStream,
+        handler: Callable[[UpgradedConnection], Awaitable[None]],
+        host: str | None = None,
     ) -> None:
         self._active += 1
         try:
             await self._upgrade_and_handle(stream, handler)
         finally:
             self._active -= 1
+            if host is not None:
+                left = self._hosts[host] - 1
+                if left:
+                    self._hosts[host] = left
+                else:
+                    del self._hosts[host]
 
     async def _upgrade_and_handle(
         self, stream: ByteStream, handler: Callable[[UpgradedConnection], Awaitable[None]]

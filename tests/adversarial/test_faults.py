@@ -10,7 +10,7 @@ Case → test:
 - F3 connection-level slow reader → ``test_peer_that_stops_reading``
 - F4 1..7-byte segments and delays → ``test_rechunked_connection_works``
 - F5 many peers at once → ``test_200_peers_at_once_with_a_cap_of_100``; the per-IP cap →
-  ``test_per_ip_connection_cap`` (xfail: no such limit yet)
+  ``test_per_ip_connection_cap``
 - F6 connect/close churn → ``test_churn_leaks_nothing`` (100 cycles; 10k under the stress
   marker: ``test_churn_leaks_nothing_10k``)
 - F7 a blocking handler run in a thread → ``test_blocking_handler_in_a_thread_frees_the_slot``
@@ -51,6 +51,7 @@ from plait.rpc.proto.greeting_pb2 import (
 )
 from plait.rpc.proto.rpc_pb2 import RpcRequest
 from plait.rpc.service import RequestContext, Service, rpc
+from plait.transport import TooManyConnectionsFromHostError
 from support.adversary import (
     NoiseAttacker,
     NoiseYamux,
@@ -273,20 +274,34 @@ async def test_200_peers_at_once_with_a_cap_of_100() -> None:
         assert_idle(node)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src/node.py NodeConfig has no per-IP connection cap (hardening.md §5 rule 1, F5: "
-    "'per-IP cap enforced per 127.0.0.x'); add e.g. NodeConfig.max_connections_per_ip "
-    "(go-libp2p: 8 per IPv4 /32), checked when an inbound TCP connection is accepted, before "
-    "the upgrade, refusing with a typed error and no ban."))
 async def test_per_ip_connection_cap() -> None:
-    config = NodeConfig(**{"max_connections_per_ip": 4})  # type: ignore[arg-type]
+    """F5: six connections from one 127.0.0.x address against a per-IP cap of 4: two are
+    refused at accept with a typed error and no ban, while another address still connects;
+    a slot comes back when one of the four leaves."""
+    config = NodeConfig(max_connections_per_ip=4)
     async with listening_node(config) as (node, port):
-        attackers = [await NoiseAttacker.connect(port, source=source_host(9)) for _ in range(6)]
+        events = node.events()
+        attackers = [await NoiseAttacker.connect(port, source=source_host(9)) for _ in range(4)]
         try:
             await wait_until(lambda: node.statistics().connections == 4)
+            for _ in range(2):
+                with pytest.raises((PlaitError, anyio.EndOfStream, anyio.BrokenResourceError)):
+                    await NoiseAttacker.connect(port, source=source_host(9))
+                failed = await next_event(events, ConnectionFailed)
+                assert isinstance(failed.error, TooManyConnectionsFromHostError)
+            other = await NoiseAttacker.connect(port, source=source_host(10))
+            attackers.append(other)
+            await wait_until(lambda: node.statistics().connections == 5)
+            assert not any(node.is_banned(a.key.public) for a in attackers)
+            await attackers.pop(0).aclose()
+            # the host's count drops when the connection's task has ended
+            await wait_until(lambda: node._hosts.get(source_host(9)) == 3)
+            attackers.append(await NoiseAttacker.connect(port, source=source_host(9)))
+            await wait_until(lambda: node.statistics().connections == 5)
         finally:
             for attacker in attackers:
                 await attacker.aclose()
+        await wait_until(lambda: _no_connection(node))
 
 
 def _no_connection(node: Node) -> bool:

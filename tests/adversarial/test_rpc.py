@@ -5,7 +5,7 @@ channel (RPC on YMX), or a real client node, against a node serving the Greeting
 Case → test (unit and integration counterparts listed where they already existed):
 
 - R1 malformed ``RpcSession`` → ``test_malformed_rpc_session_ends_only_that_stream``;
-  the ban → ``test_malformed_rpc_session_counts_toward_a_ban`` (xfail, see its reason)
+  the ban → ``test_malformed_rpc_session_counts_toward_a_ban``
 - R2 ``supported_versions`` ``[]`` / ``[7]`` → ``test_unsupported_versions_are_rejected``
 - R3 no service for the protocol → tests/unit/rpc::test_unknown_protocol_is_rejected (a Node
   only negotiates protocols it serves: tests/integration::test_unknown_protocol)
@@ -131,24 +131,26 @@ async def test_malformed_rpc_session_ends_only_that_stream(greeting: Greeting) -
         assert_idle(node)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src/node.py Node._rpc_handler catches RpcProtocolViolation and only logs it at debug "
-    "level; hardening.md R1 (tari #5693) wants undecodable RPC protobuf to count toward a ban. "
-    "Fix: call self._on_offence(conn.public_key, BanTier.LONG, exc) there (or give "
-    "RpcProtocolViolation a `ban` tier and use it as _negotiation_failed does)."))
 async def test_malformed_rpc_session_counts_toward_a_ban(greeting: Greeting) -> None:
+    """R1: each malformed session ends only its stream, and counts toward a ban: at
+    ``NodeConfig.rpc_violations_before_ban`` (3) the peer is banned and dropped."""
     async with listening_node(services=(greeting,)) as (node, port):
         events = node.events()
         ymx, connection = await _attacker(port, events)
+        limit = node.config.rpc_violations_before_ban
         try:
-            probe = await RpcProbe.open(ymx, 1)
-            await probe.send(b"\xff\xff")
-            await probe.wait_ended()
-            await wait_until(lambda: node.num_active_sessions() == 0)
-            assert node.is_banned(ymx.attacker.key.public)
+            for index in range(limit):
+                probe = await RpcProbe.open(ymx, 1 + 2 * index)
+                await probe.send(b"\xff\xff")
+                await probe.wait_ended()
+                await wait_until(lambda: node.num_active_sessions() == 0)
+                if index < limit - 1:
+                    assert connection.is_connected
+                    assert not node.is_banned(ymx.attacker.key.public)
+            await wait_until(lambda: node.is_banned(ymx.attacker.key.public))
+            await connection.wait_closed()
         finally:
             await ymx.aclose()
-            await connection.wait_closed()
 
 
 @pytest.mark.parametrize("versions", [[], [7], [1, 2, 3]])
@@ -201,7 +203,7 @@ async def test_failed_handshakes_leak_no_slot(greeting: Greeting, failure: str) 
     """R6 (tari snapshot bug 1): 20 failed handshakes of one kind from one peer, with a
     per-peer cap of 10; afterwards the counters are back to 0 and the peer opens 10 good
     sessions."""
-    config = NodeConfig(rpc_server=RpcServerConfig(
+    config = NodeConfig(rpc_violations_before_ban=1000, rpc_server=RpcServerConfig(
         max_sessions=20, max_sessions_per_peer=10, handshake_timeout=0.3))
     async with listening_node(config, services=(greeting,)) as (node, port):
         events = node.events()
