@@ -318,7 +318,7 @@ class RpcClient:
         if timer is None:
             data = await self._receive()
         else:
-            with anyio.move_on_after(max(0.0, timer - anyio.current_time())):
+            with anyio.CancelScope(deadline=timer):  # a deadline passed: cancelled at once
                 data = await self._receive()
         now = anyio.current_time()
         try:
