@@ -38,6 +38,11 @@ class NoiseConfig:
     """Largest plaintext per transport message, 1..65519 bytes (the spec's maximum)."""
     receive_size: int = 262144
     """Bytes asked of the transport per receive; large reads parse many messages at once."""
+    rekey_interval: int | None = None
+    """Rekey (Noise rev. 34 §11.3, ``REKEY()``; the nonce keeps counting) each direction's
+    cipher after every this many transport messages in that direction. Both sides must use
+    the same value: tari and most Noise peers never rekey, so the default ``None`` does not
+    either. A key then protects at most this many messages."""
 
     def __post_init__(self) -> None:
         if not 0 < self.handshake_timeout:
@@ -46,5 +51,7 @@ class NoiseConfig:
             raise ValueError(f"max_plaintext_size must be within 1..{MAX_PLAINTEXT_SIZE}")
         if self.receive_size < 2:
             raise ValueError("receive_size must be at least 2")
+        if self.rekey_interval is not None and self.rekey_interval < 1:
+            raise ValueError("rekey_interval must be at least 1 or None")
         if "_XX_" not in self.protocol_name:
             raise ValueError("the Noise stream layer implements the XX pattern only")

@@ -85,6 +85,7 @@ class NoiseConnection:
         self._eof_pending = False
         self._outbuf = bytearray()
         self._max_plaintext = config.max_plaintext_size
+        self._rekey = config.rekey_interval or 0
         self.send_cipher: CipherState | None = None
         """Transport cipher for outbound messages (after the handshake)."""
         self.receive_cipher: CipherState | None = None
@@ -133,6 +134,8 @@ class NoiseConnection:
                     _pack_len_into(out, offset, sealed)
                     cipher.encrypt_into(chunk, view[offset + 2 : offset + 2 + sealed])
                     offset += 2 + sealed
+                    if self._rekey and cipher.n % self._rekey == 0:
+                        cipher.rekey()
         return out
 
     def data_to_send(self) -> bytes:
@@ -212,6 +215,8 @@ class NoiseConnection:
                     raise
                 message.release()
                 self._inpos = pos + 2 + length
+                if self._rekey and cipher.n % self._rekey == 0:
+                    cipher.rekey()
                 return plaintext
         if self._eof_pending:
             if available:
