@@ -123,6 +123,15 @@ _M = TypeVar("_M", bound=Message)
 _MAX_REQUEST_ID = 0xFFFF  # the client's counter is a u16 (tari client/mod.rs)
 _FIN = int(RpcFlags.FIN)
 _ACK = int(RpcFlags.ACK)
+_NOT_FLAGS = ~(_FIN | _ACK)
+_STATUS_CODES = {int(code): code for code in StatusCode}
+"""Status codes by wire value: what ``StatusCode.is_valid`` and ``StatusCode(value)`` give,
+without an enum call per frame."""
+
+
+def _flags_valid(flags: int) -> bool:
+    """``RpcFlags.is_valid``, inlined for the per-frame checks."""
+    return flags >= 0 and not flags & _NOT_FLAGS
 
 
 def _decode(message_type: type[_M], body: bytes, what: str) -> _M:
@@ -176,7 +185,14 @@ def _response_frame(
 # Client
 
 
-class ClientSessionPhase(enum.Enum):
+class _FastHashEnum(enum.Enum):
+    """An enum hashed by identity (members compare by identity anyway): the transition
+    tables are looked up on every frame, and ``Enum.__hash__`` is a Python call."""
+
+    __hash__ = object.__hash__
+
+
+class ClientSessionPhase(_FastHashEnum):
     """Where a client session is (style.md §4)."""
 
     INITIAL = enum.auto()
@@ -197,7 +213,7 @@ class ClientSessionPhase(enum.Enum):
     """The server broke the protocol."""
 
 
-class ClientInput(enum.Enum):
+class ClientInput(_FastHashEnum):
     """What can happen to a client session; ``SEND_`` = local command, ``RECV_`` = from the
     server, ``TIMER_`` = a deadline passed."""
 
@@ -518,7 +534,7 @@ class ClientSessionState:
             raise RpcProtocolViolation(
                 f"response request_id {request_id} does not fit in u16", seen=request_id
             )
-        if not RpcFlags.is_valid(flags):
+        if not _flags_valid(flags):
             raise RpcProtocolViolation(f"invalid response flags {flags:#x}", seen=flags)
         if self._phase is ClientSessionPhase.AWAITING_PONG:
             return self._on_pong(request_id, flags, status, now)
@@ -538,10 +554,10 @@ class ClientSessionState:
             raise RpcProtocolViolation(
                 f"response id {request_id} does not match request {in_flight}", seen=request_id
             )
-        if not StatusCode.is_valid(status):
+        code = _STATUS_CODES.get(status)
+        if code is None:
             raise RpcProtocolViolation(f"invalid status code {status}", seen=status)
         self._frame_arrived(now)
-        code = StatusCode(status)
         payload = response.payload
         if code is not StatusCode.OK or flags & _FIN:
             self._advance(ClientInput.RECV_FINAL)
@@ -606,7 +622,7 @@ class ClientSessionState:
 # Server
 
 
-class ServerSessionPhase(enum.Enum):
+class ServerSessionPhase(_FastHashEnum):
     """Where a server session is (style.md §4)."""
 
     AWAITING_HANDSHAKE = enum.auto()
@@ -623,7 +639,7 @@ class ServerSessionPhase(enum.Enum):
     """The client broke the protocol."""
 
 
-class ServerInput(enum.Enum):
+class ServerInput(_FastHashEnum):
     """What can happen to a server session (``SEND_`` local, ``RECV_`` from the client)."""
 
     SEND_REJECT = enum.auto()
@@ -892,7 +908,7 @@ class ServerSessionState:
         if self._phase is ServerSessionPhase.AWAITING_REQUEST:
             return self._on_request(request)
         # HANDLING or STREAMING: only an interrupt of this request is expected.
-        if request.flags & _FIN and RpcFlags.is_valid(request.flags):
+        if request.flags & _FIN and _flags_valid(request.flags):
             if request.request_id == self._active_id:
                 self._advance(ServerInput.RECV_INTERRUPT)
                 self._active_id = None
@@ -928,7 +944,7 @@ class ServerSessionState:
             )
             return None
         flags = request.flags
-        if not RpcFlags.is_valid(flags):
+        if not _flags_valid(flags):
             raise RpcProtocolViolation(f"invalid request flags {flags:#x}", seen=flags)
         if flags & _FIN:
             return None  # an interrupt of a request that already ended
