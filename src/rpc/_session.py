@@ -148,7 +148,12 @@ def _frame(message: Message, max_frame_size: int) -> tuple[bytes, bytes]:
     return frame_header(len(body), max_frame_size), body
 
 
+_SMALL_VARINTS = tuple(bytes((value,)) for value in range(0x80))
+
+
 def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return _SMALL_VARINTS[value]
     out = bytearray()
     while value > 0x7F:
         out.append(value & 0x7F | 0x80)
@@ -160,6 +165,29 @@ def _varint(value: int) -> bytes:
 # RpcResponse field keys (field number << 3 | wire type): request_id 1, status 2 and flags 3
 # are varints, payload 10 is length-delimited.
 _KEY_REQUEST_ID, _KEY_STATUS, _KEY_FLAGS, _KEY_PAYLOAD = b"\x08", b"\x10", b"\x18", b"\x52"
+# RpcRequest: request_id 1, method 2, flags 3 and deadline 4 are varints, payload 10 bytes.
+_KEY_METHOD, _KEY_DEADLINE = b"\x10", b"\x20"
+
+
+def _request_head(
+    request_id: int, method: int, flags: int, deadline: int, payload_size: int
+) -> bytes:
+    """The bytes of ``RpcRequest.SerializeToString()`` before the payload: fields in number
+    order, zero values and an empty payload left out (proto3)."""
+    head = bytearray()
+    for key, value in (
+        (_KEY_REQUEST_ID, request_id),
+        (_KEY_METHOD, method),
+        (_KEY_FLAGS, flags),
+        (_KEY_DEADLINE, deadline),
+    ):
+        if value:
+            head += key
+            head += _varint(value)
+    if payload_size:
+        head += _KEY_PAYLOAD
+        head += _varint(payload_size)
+    return bytes(head)
 
 
 def _response_frame(
@@ -382,20 +410,19 @@ class ClientSessionState:
         next_input = ClientInput.SEND_STREAMING_REQUEST if streaming else ClientInput.SEND_REQUEST
         self._check_transition(next_input)
         request_id = self._last_id % _MAX_REQUEST_ID + 1
-        request = RpcRequest(
-            request_id=request_id,
-            method=method,
-            deadline=self._config.wire_deadline,
-            payload=bytes(payload),
-        )
-        size = request.ByteSize()
-        if size > self._config.max_frame_size:
+        data = payload if isinstance(payload, bytes) else bytes(payload)
+        head = _request_head(request_id, method, 0, self._config.wire_deadline, len(data))
+        size = len(head) + len(data)
+        max_frame_size = self._config.max_frame_size
+        if size > max_frame_size:
             raise RequestTooLargeError(
-                f"encoded request of {size} bytes exceeds the maximum of "
-                f"{self._config.max_frame_size}"
+                f"encoded request of {size} bytes exceeds the maximum of {max_frame_size}"
             )
         self._advance(next_input)
-        self._queue(request)
+        # the payload is queued as it is: not copied into a message and out again
+        self._outbound.append(frame_header(size, max_frame_size) + head)
+        if data:
+            self._outbound.append(data)
         if request_id in self._interrupted:  # the id came round again (wrap at 65535)
             self._interrupted.remove(request_id)
         self._previous_id, self._last_id, self._method = self._last_id, request_id, method
