@@ -68,6 +68,9 @@ __all__ = ("MuxedConnection", "MuxerStatistics")
 
 logger = logging.getLogger(__name__)
 
+#: Longest wait the timer makes as a plain (not wakeable) sleep, for a lazily flushed ACK.
+_PLAIN_SLEEP = 0.05
+
 _TRANSPORT_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, PlaitError)
 
 
@@ -462,31 +465,32 @@ class MuxedConnection(AsyncResource):
             while True:
                 deadline = core.get_timer()
                 flush_at = self._flush_at
-                if flush_at is not None:
-                    # a lazily flushed ACK is due within max_ack_delay: a plain sleep, as
-                    # cancel scopes with deadlines cost far more; a wake-up meanwhile
-                    # (a new ping) is seen when it ends
-                    if deadline is None or flush_at < deadline:
-                        deadline = flush_at
-                    await anyio.sleep(max(deadline - anyio.current_time(), 0))
-                    if anyio.current_time() >= flush_at:
-                        self._flush_at = None
-                        if core.has_data_to_send:
-                            self._wake_writer()
+                if flush_at is not None and (deadline is None or flush_at < deadline):
+                    deadline = flush_at
+                if deadline is None:
+                    event = self._timer_event = self._event()
+                    await event.wait()
+                    continue
+                delay = max(deadline - anyio.current_time(), 0)
+                if flush_at is not None and delay <= _PLAIN_SLEEP:
+                    # the owed ACK is due soon: a plain sleep, as a cancel scope with a
+                    # deadline costs far more; a wake-up meanwhile (a new ping) is seen
+                    # when it ends
+                    await anyio.sleep(delay)
                 else:
                     event = self._timer_event = self._event()
-                    if deadline is None:
+                    with anyio.move_on_after(delay):
                         await event.wait()
-                        continue
-                    with anyio.move_on_after(max(deadline - anyio.current_time(), 0)):
-                        await event.wait()
+                now = anyio.current_time()
+                if flush_at is not None and now >= flush_at:
+                    self._flush_at = None
+                    if core.has_data_to_send:
+                        self._wake_writer()
                 timer = core.get_timer()
-                if timer is not None:
-                    now = anyio.current_time()
-                    if now >= timer:
-                        self._dispatch(core.handle_timer(now))
-                        if core.has_data_to_send:
-                            self._wake_writer()
+                if timer is not None and now >= timer:
+                    self._dispatch(core.handle_timer(now))
+                    if core.has_data_to_send:
+                        self._wake_writer()
 
     async def _shutdown(self) -> None:
         """Flush what the core still has (GO_AWAY), close the transport, stop the tasks."""
