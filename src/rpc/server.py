@@ -13,7 +13,7 @@ block around all of it, so it is released on every path, cancellation included (
 bug 1). Each handshake runs in the caller's own task, so a silent client delays nobody else
 (tari bug 2).
 
-The reader keeps reading while a handler runs: a FIN interrupt cancels the handler (its
+The other worker reads while a handler waits: a FIN interrupt cancels the handler (its
 ``finally`` blocks run, an async generator is closed), the client's end of stream or a broken
 stream cancels it and ends the session. Writes are serialised by a lock and shielded from
 cancellation, so an interrupt that arrives while a write is blocked finishes that frame,
