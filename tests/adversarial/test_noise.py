@@ -260,12 +260,6 @@ async def test_bad_mac_kills_only_that_connection() -> None:
         await connection.wait_closed()  # type: ignore[attr-defined]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src/noise/stream.py NoiseStream._join_small swallows the NoiseProtocolViolation of a "
-    "message that follows small ones in the same read; the next receive then raises "
-    "NoiseStateError (local misuse) chained from it, so the node reports a local error for "
-    "the peer's bad MAC. Fix: keep the error in _join_small and re-raise it from the next "
-    "receive (after closing the transport)."))
 async def test_bad_mac_after_small_messages_is_reported_as_the_peers_violation() -> None:
     async with listening_node() as (node, port):
         events = node.events()

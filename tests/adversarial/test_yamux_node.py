@@ -210,16 +210,6 @@ async def test_odd_flag_sequences_are_idempotent() -> None:
         assert_idle(node)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "A peer's FIN then RST on a stream whose handler has just returned kills the whole "
-    "connection: Node._serve_substream (src/node.py) closes the negotiated stream with "
-    "`await negotiated.aclose()`, MuxedStream.aclose -> send_eof (src/muxer/stream.py) calls "
-    "YamuxConnection.end_stream on a stream the peer already reset, which raises "
-    "StreamStateError('stream N is not open'); it is neither a StreamResetError nor one of "
-    "node's _STREAM_ERRORS, so it escapes the connection's task group ('failed "
-    "unexpectedly'). Fix: MuxedStream.aclose/send_eof must be no-ops (or raise "
-    "StreamResetError/BrokenResourceError) on a stream the peer reset, and the node should "
-    "treat any MuxerError from closing a substream as the end of that stream only."))
 async def test_rst_right_after_fin_costs_only_that_stream() -> None:
     """Y20, RST after FIN: the echo handler sees EOF and returns while the RST is already
     processed; only that stream is affected."""
