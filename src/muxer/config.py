@@ -22,6 +22,11 @@ DEFAULT_CREDIT = 256 * 1024
 #: rust-yamux ``MAX_FRAME_BODY_LEN`` (yamux/src/frame/io.rs): larger DATA bodies are fatal.
 DEFAULT_MAX_FRAME_BODY = 1024 * 1024
 #: rust-yamux ``split_send_size`` (libp2p/rust-yamux#100): largest DATA body we send.
+#: Measured over the full stack (Yamux/Noise/TCP, one process, asyncio, 64 MiB, medians of 3;
+#: 1 stream / 16 streams, MB/s): 4 KiB 525/533, 16 KiB 646/624, 32 KiB 632/660,
+#: 64 KiB 588/614, 128 KiB 698/659. Above 16 KiB the gain is within the noise for many
+#: streams, while each larger body holds other streams' frames (and control frames queued
+#: after it) longer; 16 KiB also matches rust-yamux, so it stays.
 DEFAULT_SPLIT_SEND_SIZE = 16 * 1024
 #: rust-yamux ``max_num_streams``: live streams, both directions together.
 DEFAULT_MAX_STREAMS = 512
