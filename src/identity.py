@@ -44,12 +44,31 @@ __all__ = (
     "NodeId",
     "NodeIdentity",
     "PeerFeatures",
+    "peer_key",
 )
 
 NODE_ID_SIZE = 13  # tari peer_manager/node_id.rs: Blake2bVar(13)
 PUBLIC_KEY_SIZE = 32
 _FILE_TYPE = "plait-node-identity"
 _FILE_VERSION = 1
+
+
+def peer_key(peer_id: str | bytes) -> bytes:
+    """The 32-byte public key a peer id names: its lower-case hex (``NodeIdentity.peer_id``)
+    or the key itself.
+
+    :raises ValueError: not 64 hex digits, or not a 32-byte key.
+    """
+    if isinstance(peer_id, str):
+        try:
+            key = bytes.fromhex(peer_id)
+        except ValueError:
+            raise ValueError(f"a peer id is 64 hex digits, got {peer_id!r}") from None
+    else:
+        key = bytes(peer_id)
+    if len(key) != PUBLIC_KEY_SIZE:
+        raise ValueError(f"a peer id names a {PUBLIC_KEY_SIZE}-byte key, got {len(key)} bytes")
+    return key
 
 
 class PeerFeatures(enum.IntFlag):

@@ -54,7 +54,7 @@ import anyio
 import anyio.lowlevel
 
 from ..errors import BanTier, PlaitError
-from ..identity import PUBLIC_KEY_SIZE, NodeId
+from ..identity import NodeId, peer_key
 from ..muxer import MuxedStream
 from ..negotiation import PrefixedStream
 from ..transport import Multiaddr, MultiaddrError, MultiaddrProtocol, TcpAddress, parse_address
@@ -334,7 +334,7 @@ class Messaging:
             (``/ip4/1.2.3.4/tcp/7000``, ``/dns4/…``, ``/ip6/…``).
         :raises ValueError: a malformed peer id or address.
         """
-        key = _peer_key(peer_id)
+        key = peer_key(peer_id)
         dialable = _dialable(address)
         if dialable is None:
             raise ValueError(f"cannot dial {address!r}")
@@ -342,7 +342,7 @@ class Messaging:
 
     def addresses(self, peer_id: str | bytes) -> tuple[str, ...]:
         """The known addresses of ``peer_id``, most recent first."""
-        return tuple(reversed(self._addresses.get(_peer_key(peer_id), ())))
+        return tuple(reversed(self._addresses.get(peer_key(peer_id), ())))
 
     def _remember(self, key: bytes, address: str) -> None:
         known = self._addresses.get(key)
@@ -404,7 +404,7 @@ class Messaging:
         :raises ValueError: a malformed peer id, or our own.
         """
         self._check_running()
-        key = _peer_key(peer_id)
+        key = peer_key(peer_id)
         if key == self._node.public_key:
             raise ValueError("cannot send a message to ourselves")
         body = bytes(body)
@@ -437,7 +437,7 @@ class Messaging:
     async def flush(self, peer_id: str | bytes | None = None) -> None:
         """Wait until every message queued so far for ``peer_id`` (every peer if ``None``)
         has been handed to its substream or dropped."""
-        keys = list(self._peers) if peer_id is None else [_peer_key(peer_id)]
+        keys = list(self._peers) if peer_id is None else [peer_key(peer_id)]
         for key in keys:
             while True:
                 peer = self._peers.get(key)
@@ -685,23 +685,10 @@ class Messaging:
 
     def pending_from(self, peer_id: str | bytes) -> int:
         """Received messages of ``peer_id`` waiting for the application."""
-        return self._backlog.pending_for(_peer_key(peer_id))
+        return self._backlog.pending_for(peer_key(peer_id))
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _peer_key(peer_id: str | bytes) -> bytes:
-    if isinstance(peer_id, str):
-        try:
-            key = bytes.fromhex(peer_id)
-        except ValueError:
-            raise ValueError(f"a peer id is 64 hex digits, got {peer_id!r}") from None
-    else:
-        key = bytes(peer_id)
-    if len(key) != PUBLIC_KEY_SIZE:
-        raise ValueError(f"a peer id names a {PUBLIC_KEY_SIZE}-byte key, got {len(key)} bytes")
-    return key
 
 
 def _dialable(address: str) -> str | None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from plait.identity import IdentityFileError, NodeId, NodeIdentity, PeerFeatures
+from plait.identity import IdentityFileError, NodeId, NodeIdentity, PeerFeatures, peer_key
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -133,3 +133,12 @@ def test_peer_features() -> None:
         PeerFeatures.DHT_STORE_FORWARD
     )
     assert PeerFeatures.COMMUNICATION_CLIENT == PeerFeatures.NONE == 0
+
+
+def test_peer_key_accepts_hex_or_bytes_and_refuses_the_rest() -> None:
+    identity = NodeIdentity.generate()
+    assert peer_key(identity.peer_id) == identity.public_key
+    assert peer_key(identity.public_key) == identity.public_key
+    for bad in ("zz" * 32, "ab" * 31, b"\x00" * 31):
+        with pytest.raises(ValueError, match="peer id"):
+            peer_key(bad)
