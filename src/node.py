@@ -84,7 +84,7 @@ import anyio.lowlevel
 from anyio.abc import ByteStream
 
 from .errors import BanTier, PlaitError
-from .identity import PUBLIC_KEY_SIZE, NodeId, PeerFeatures
+from .identity import NodeId, PeerFeatures, peer_key
 from .messaging import InboundMessages, Messaging, MessagingConfig
 from .muxer import YamuxConfig
 from .negotiation import (
@@ -104,6 +104,7 @@ from .rpc import (
     RpcProtocolViolation,
     RpcServer,
     RpcServerConfig,
+    RpcServerSessionCounts,
     ServiceClient,
     SessionClosedError,
 )
@@ -594,23 +595,6 @@ class StreamCounts:
 
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RpcServerSessionCounts:
-    """Inbound RPC sessions of one protocol, served by the node's :class:`~plait.rpc.RpcServer`."""
-
-    active: int
-    """Sessions holding a server slot now (handshake included)."""
-    admitted_total: int
-    """Sessions admitted past both session caps so far."""
-    rejected_total: Mapping[RejectReason, int]
-    """Sessions refused at admission so far, by reason (``NO_SERVER_SESSIONS_AVAILABLE``,
-    ``NO_CLIENT_SESSIONS_AVAILABLE``, ``PROTOCOL_NOT_SUPPORTED``); only reasons seen are
-    keys. A handshake rejected later (``UNSUPPORTED_VERSION``) counts as admitted."""
-    violations_total: int
-    """Sessions ended by a client's protocol violation so far."""
-
-
-@final
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RpcClientSessionCounts:
     """Outbound RPC sessions of one protocol, opened by :meth:`PeerConnection.connect_rpc`
     and :meth:`PeerConnection.rpc_pool`."""
@@ -701,28 +685,18 @@ class NodeStats:
 class _RpcCounters:
     """Mutable RPC counters of one protocol (see :class:`RpcProtocolStats`)."""
 
-    __slots__ = ("clients", "failed", "opened", "refused", "rejected", "served",
-                 "served_total", "violations")
+    __slots__ = ("clients", "failed", "opened", "refused")
 
     def __init__(self) -> None:
-        self.served = 0
-        self.served_total = 0
-        self.rejected: dict[RejectReason, int] = {}
-        self.violations = 0
         self.clients: weakref.WeakSet[RpcClient] = weakref.WeakSet()
         self.opened = 0
         self.refused: dict[RejectReason, int] = {}
         self.failed = 0
 
-    def snapshot(self, protocol: bytes) -> RpcProtocolStats:
+    def snapshot(self, protocol: bytes, server: RpcServer) -> RpcProtocolStats:
         return RpcProtocolStats(
             protocol=protocol,
-            server=RpcServerSessionCounts(
-                active=self.served,
-                admitted_total=self.served_total,
-                rejected_total=MappingProxyType(dict(self.rejected)),
-                violations_total=self.violations,
-            ),
+            server=server.session_counts(protocol),
             client=RpcClientSessionCounts(
                 active=sum(1 for client in self.clients if client.is_connected),
                 opened_total=self.opened,
@@ -999,19 +973,6 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-def _peer_key(peer_id: str | bytes) -> bytes:
-    if isinstance(peer_id, str):
-        try:
-            key = bytes.fromhex(peer_id)
-        except ValueError:
-            raise ValueError(f"a peer id is 64 hex digits, got {peer_id!r}") from None
-    else:
-        key = bytes(peer_id)
-    if len(key) != PUBLIC_KEY_SIZE:
-        raise ValueError(f"a peer id names a {PUBLIC_KEY_SIZE}-byte key, got {len(key)} bytes")
-    return key
-
-
 async def echo_handler(conn: PeerConnection, stream: ByteStream) -> None:
     """The echo protocol (``/plait/echo/1``): write back every byte until the peer's EOF."""
     try:
@@ -1286,27 +1247,15 @@ class Node:
 
     def _rpc_handler(self, protocol: bytes) -> ProtocolHandler:
         server = self._rpc_server
-        counters = self._rpc_counters_for(protocol)
+        self._rpc_counters_for(protocol)  # listed by stats() from registration on
 
         async def serve_rpc(conn: PeerConnection, stream: ByteStream) -> None:
-            # RpcServer.serve_session admits or refuses synchronously, before its first
-            # await, so the decision predicted here is the one it makes.
-            refusal = self._rpc_refusal(conn.public_key, protocol)
-            if refusal is not None:
-                counters.rejected[refusal] = counters.rejected.get(refusal, 0) + 1
-            else:
-                counters.served += 1
-                counters.served_total += 1
             try:
                 await server.serve_session(stream, conn.public_key, protocol)
             except RpcProtocolViolation as exc:
                 # hardening.md R1/R9: the session ends (only this stream) and the offence
                 # counts toward a ban of the peer
-                counters.violations += 1
                 self._on_rpc_violation(conn, protocol, exc)
-            finally:
-                if refusal is None:
-                    counters.served -= 1
 
         return serve_rpc
 
@@ -1326,21 +1275,6 @@ class Node:
                 del self._rpc_offences[next(iter(self._rpc_offences))]
             self._rpc_offences[key] = count
 
-    def _rpc_refusal(self, peer_key: bytes, protocol: bytes) -> RejectReason | None:
-        """The reason :meth:`RpcServer.serve_session` will refuse a session now, if any: the
-        admission order of :class:`plait.rpc.SessionLimits` (global cap, route, per-peer cap)
-        over the server's public counters."""
-        server = self._rpc_server
-        config = server.config
-        if config.max_sessions is not None and server.num_active_sessions >= config.max_sessions:
-            return RejectReason.NO_SERVER_SESSIONS_AVAILABLE
-        if protocol not in server.protocols:
-            return RejectReason.PROTOCOL_NOT_SUPPORTED
-        per_peer = config.max_sessions_per_peer
-        if per_peer and server.num_active_sessions_for(peer_key) >= per_peer:
-            return RejectReason.NO_CLIENT_SESSIONS_AVAILABLE
-        return None
-
     def _rpc_counters_for(self, protocol: bytes) -> _RpcCounters:
         counters = self._rpc_counters.get(protocol)
         if counters is None:
@@ -1355,7 +1289,7 @@ class Node:
         """
         if peer_id is None:
             return self._rpc_server.num_active_sessions
-        return self._rpc_server.num_active_sessions_for(_peer_key(peer_id))
+        return self._rpc_server.num_active_sessions_for(peer_key(peer_id))
 
     def _local_identity(self) -> PeerIdentity:
         advertised = self._advertised
@@ -1451,7 +1385,7 @@ class Node:
         self._check_running()
         target = parse_address(address)
         transport = self._transport_for(target)
-        expected = _peer_key(peer_id) if peer_id is not None else None
+        expected = peer_key(peer_id) if peer_id is not None else None
         if expected is None:
             return await self._dial(transport, target, None)
         if expected == self.public_key:
@@ -1723,7 +1657,7 @@ class Node:
 
     def get_connection(self, peer_id: str | bytes) -> PeerConnection | None:
         """The live connection to ``peer_id``, if any."""
-        return self._connections.get(_peer_key(peer_id))
+        return self._connections.get(peer_key(peer_id))
 
     def events(self) -> NodeEvents:
         """Subscribe to connection events (from now on); iterate with ``async for``."""
@@ -1843,7 +1777,7 @@ class Node:
             listeners=sum(1 for listener in self._listeners if listener.serving),
             connections=connections,
             streams=streams,
-            rpc=MappingProxyType({protocol: counters.snapshot(protocol)
+            rpc=MappingProxyType({protocol: counters.snapshot(protocol, self._rpc_server)
                                   for protocol, counters in self._rpc_counters.items()}),
             traffic=traffic,
             peers=MappingProxyType(peers),
@@ -1874,11 +1808,11 @@ class Node:
         """
         if duration is not None and not duration > 0:
             raise ValueError(f"duration must be positive or None, got {duration!r}")
-        self._ban_key(_peer_key(peer_id), duration, None)
+        self._ban_key(peer_key(peer_id), duration, None)
 
     def unban(self, peer_id: str | bytes) -> bool:
         """Lift a ban; return whether there was one."""
-        key = _peer_key(peer_id)
+        key = peer_key(peer_id)
         if key in self._bans:
             del self._bans[key]
             return True
@@ -1886,7 +1820,7 @@ class Node:
 
     def is_banned(self, peer_id: str | bytes) -> bool:
         """Whether ``peer_id`` is banned now."""
-        return self._is_banned_key(_peer_key(peer_id))
+        return self._is_banned_key(peer_key(peer_id))
 
     def _is_banned_key(self, key: bytes) -> bool:
         if key not in self._bans:

@@ -61,6 +61,7 @@ from .events import SessionEnded as SessionEnded
 from .events import SessionRejected as SessionRejected
 from .pool import RpcClientPool as RpcClientPool
 from .server import RpcServer as RpcServer
+from .server import RpcServerSessionCounts as RpcServerSessionCounts
 from .service import MethodInfo as MethodInfo
 from .service import RequestContext as RequestContext
 from .service import Service as Service
@@ -110,6 +111,7 @@ __all__ = (
     "RpcHandshakeTimeoutError",
     "RpcProtocolViolation",
     "RpcServer",
+    "RpcServerSessionCounts",
     "RpcServerConfig",
     "RpcStateError",
     "RpcStatus",

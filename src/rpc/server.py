@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import logging
 import types
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, final
 
 import anyio
 from google.protobuf.message import DecodeError
@@ -52,10 +54,10 @@ from .events import (
     SessionRejected,
 )
 from .service import RequestContext
-from .status import RpcStatus
+from .status import RejectReason, RpcStatus
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Coroutine, Generator
+    from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Mapping
 
     from anyio.abc import ByteStream, TaskGroup
 
@@ -66,9 +68,39 @@ __all__ = (
     "REJECT_LINGER_MAX_BYTES",
     "REJECT_LINGER_TIMEOUT",
     "RpcServer",
+    "RpcServerSessionCounts",
 )
 
 logger = logging.getLogger(__name__)
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RpcServerSessionCounts:
+    """Inbound RPC sessions of one protocol id, as an :class:`RpcServer` admitted them."""
+
+    active: int
+    """Sessions holding a server slot now (handshake included)."""
+    admitted_total: int
+    """Sessions admitted past both session caps so far."""
+    rejected_total: Mapping[RejectReason, int]
+    """Sessions refused at admission so far, by reason (``NO_SERVER_SESSIONS_AVAILABLE``,
+    ``NO_CLIENT_SESSIONS_AVAILABLE``, ``PROTOCOL_NOT_SUPPORTED``); only reasons seen are
+    keys. A handshake rejected later (``UNSUPPORTED_VERSION``) counts as admitted."""
+    violations_total: int
+    """Sessions ended by a client's protocol violation so far."""
+
+
+class _Counts:
+    """The mutable counters behind :class:`RpcServerSessionCounts`."""
+
+    __slots__ = ("active", "admitted", "rejected", "violations")
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.admitted = 0
+        self.rejected: dict[RejectReason, int] = {}
+        self.violations = 0
 
 INTERNAL_ERROR_DETAILS = "Internal server error"  # sent for unexpected handler exceptions
 REJECT_LINGER_TIMEOUT = 1.0  # seconds a refused client gets to close after the reply
@@ -92,6 +124,7 @@ class RpcServer:
         self._routes: dict[bytes, Service] = {}
         self._limits = SessionLimits.from_config(self._config)
         self._handshakes = anyio.Semaphore(self._config.max_concurrent_handshakes)
+        self._counts: dict[bytes, _Counts] = {}
 
     def __repr__(self) -> str:
         return f"<RpcServer protocols={list(self._routes)} {self._limits!r}>"
@@ -127,6 +160,17 @@ class RpcServer:
         """Sessions holding a slot now for one peer."""
         return self._limits.active_sessions_for(peer_key)
 
+    def session_counts(self, protocol: bytes) -> RpcServerSessionCounts:
+        """What this server has done with sessions negotiated for ``protocol`` (all zero for
+        a protocol it never saw)."""
+        counts = self._counts.get(protocol) or _Counts()
+        return RpcServerSessionCounts(
+            active=counts.active,
+            admitted_total=counts.admitted,
+            rejected_total=MappingProxyType(dict(counts.rejected)),
+            violations_total=counts.violations,
+        )
+
     async def serve_session(self, stream: ByteStream, peer_key: bytes, protocol: bytes) -> None:
         """Run one RPC session on ``stream`` until it ends, then close the stream.
 
@@ -138,8 +182,12 @@ class RpcServer:
         """
         service = self._routes.get(protocol)
         decision = self._limits.admit(peer_key, has_route=service is not None)
+        counts = self._counts.get(protocol)
+        if counts is None:
+            counts = self._counts[protocol] = _Counts()
         core = ServerSessionState(self._config)
         if isinstance(decision, Refused):
+            counts.rejected[decision.reason] = counts.rejected.get(decision.reason, 0) + 1
             logger.debug(
                 "RPC session %r from %s refused: %s",
                 protocol,
@@ -151,11 +199,14 @@ class RpcServer:
             return
         assert service is not None
         session = _ServerSession(stream, core, service, peer_key, protocol)
+        counts.admitted += 1
+        counts.active += 1
         with decision.slot:
             try:
                 if await session.handshake(self._handshakes):
                     await session.run()
             except RpcProtocolViolation as exc:
+                counts.violations += 1
                 logger.info("RPC session %r from %s: %s", protocol, peer_key.hex()[:16], exc)
                 raise
             except RpcHandshakeTimeoutError:
@@ -163,6 +214,7 @@ class RpcServer:
                     "RPC session %r from %s: handshake timed out", protocol, peer_key.hex()[:16]
                 )
             finally:
+                counts.active -= 1
                 with anyio.CancelScope(shield=True):
                     await stream.aclose()
 
