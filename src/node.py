@@ -1513,21 +1513,17 @@ class Node:
     ) -> None:
         started = False
         try:
-            with anyio.CancelScope() as mux_scope:
-                async with conn._mux as mux:
-                    conn._started.set()
-                    if conn._close_reason is None:
-                        logger.info("connected to %s (%s, %s)", conn.node_id.short,
-                                    conn.direction.value, conn.address)
-                        self._opened[conn.direction] += 1
-                        self._emit(PeerConnected(connection=conn))
-                    task_status.started()
-                    started = True
-                    await self._serve_connection(conn, mux)
-                    await mux.aclose()  # GO_AWAY(0), flushed; stops the session's tasks
-                    # MuxedConnection can miss a background task that starts after its
-                    # shutdown began (the peer's EOF raced __aenter__); cancel it here.
-                    mux_scope.cancel()
+            async with conn._mux as mux:
+                conn._started.set()
+                if conn._close_reason is None:
+                    logger.info("connected to %s (%s, %s)", conn.node_id.short,
+                                conn.direction.value, conn.address)
+                    self._opened[conn.direction] += 1
+                    self._emit(PeerConnected(connection=conn))
+                task_status.started()
+                started = True
+                await self._serve_connection(conn, mux)
+                await mux.aclose()  # GO_AWAY(0), flushed; stops the session's tasks
         except Exception as exc:
             if not started:
                 raise
