@@ -1,5 +1,6 @@
 """The MuxedConnection writer over real TCP: frames queued by many streams leave in few
-transport writes, and control frames (a pong) are not stuck behind queued bulk data."""
+transport writes, and a ping round trip completes while a stream's sender is blocked on a
+full window (the stalled stream holds neither the reader nor the writer)."""
 
 from __future__ import annotations
 
@@ -97,6 +98,6 @@ async def test_ping_is_answered_while_bulk_data_is_queued() -> None:
             with anyio.fail_after(20):
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(flood)
-                    rtt = await client.ping()
+                    rtt = await client.ping()  # the point: this returns (fail_after bounds it)
                     assert rtt >= 0
                     tg.cancel_scope.cancel()
