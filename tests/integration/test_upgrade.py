@@ -384,12 +384,18 @@ async def test_upgrading_listener_stops_accepting_at_the_cap() -> None:
     config = UpgradeConfig(first_byte_timeout=0.3)
     upgrader = make_upgrader(StaticKeypair.generate(), config=config)
     errors: list[BaseException] = []
+    both_timed_out = anyio.Event()
     upgraded: list[UpgradedConnection] = []
     handled = anyio.Event()
     slots = anyio.Semaphore(2)
+
+    def on_error(error: BaseException, address: object) -> None:
+        errors.append(error)
+        if len(errors) == 2:
+            both_timed_out.set()
+
     listener = UpgradingListener(
-        await network.listen("memory://capped"), upgrader, slots,
-        on_error=lambda error, address: errors.append(error),
+        await network.listen("memory://capped"), upgrader, slots, on_error=on_error
     )
 
     async def handle(connection: UpgradedConnection) -> None:
@@ -410,6 +416,8 @@ async def test_upgrading_listener_stops_accepting_at_the_cap() -> None:
         # it was accepted only once an idle connection's first-byte deadline freed a slot
         assert anyio.current_time() - started >= 0.25
         assert result.identity == IDENTITY_B
+        with anyio.fail_after(5):  # the second idle connection's deadline may come later
+            await both_timed_out.wait()
         assert [type(e) for e in errors] == [UpgradeTimeoutError, UpgradeTimeoutError]
         with anyio.fail_after(5):
             await handled.wait()
