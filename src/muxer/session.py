@@ -37,11 +37,12 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Protocol, runtime_checkable
 
 import anyio
 from anyio.abc import AsyncResource, ByteStream, TaskGroup, TaskStatus
 
+from .._clock import running_clock
 from ..errors import PlaitError
 from .config import YamuxConfig
 from .connection import YamuxConnection
@@ -72,6 +73,29 @@ logger = logging.getLogger(__name__)
 _PLAIN_SLEEP = 0.05
 
 _TRANSPORT_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, PlaitError)
+
+
+@runtime_checkable
+class _NowaitTransport(Protocol):
+    """A transport that can also write synchronously (``NoiseStream`` over TCP)."""
+
+    def can_send_nowait(self) -> bool: ...
+    def send_nowait(self, item: bytes | bytearray) -> None: ...
+    @property
+    def has_pending_send(self) -> bool: ...
+
+
+@runtime_checkable
+class _PushTransport(_NowaitTransport, Protocol):
+    """A transport that can also push what it reads (``NoiseStream`` over asyncio TCP)."""
+
+    def start_push(
+        self,
+        on_data: Callable[[bytes], None],
+        on_end: Callable[[BaseException | None], None],
+    ) -> bool: ...
+    def pause_push(self) -> None: ...
+    def resume_push(self) -> None: ...
 
 
 class MuxerStatistics(NamedTuple):
@@ -141,6 +165,14 @@ class MuxedConnection(AsyncResource):
         self._reads = 0
         self._bytes_read = 0
         self._flush_at: float | None = None  # when frames left unflushed must go out
+        # a transport that can write from the calling task (NoiseStream over TCP)
+        self._nowait: _NowaitTransport | None = (
+            transport if isinstance(transport, _NowaitTransport) else None
+        )
+        self._nowait_spent = False
+        self._pushing: _PushTransport | None = None  # the transport pushes what it reads
+        self._push_paused: anyio.Event | None = None
+        self._clock: Callable[[], float] = anyio.current_time
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -316,8 +348,29 @@ class MuxedConnection(AsyncResource):
     # ------------------------------------------------------------------ helpers for streams
 
     def _wake_writer(self) -> None:
+        """Get the frames queued in the core written: from this task, synchronously, when
+        the writer is asleep and the transport can take bytes at once (``send_nowait``),
+        else by waking the writer."""
         event = self._writer_waiting
         if event is not None:
+            transport = self._nowait
+            if transport is not None and not self._nowait_spent and transport.can_send_nowait():
+                # one synchronous write per burst: until the reader or the writer runs
+                # again (a loop turn), later frames wait for the writer, which joins them
+                self._nowait_spent = True
+                core = self._core
+                data = core.data_to_send(self.config.write_batch_size)
+                if data:
+                    self._batches_written += 1
+                    self._bytes_written += len(data)
+                    try:
+                        transport.send_nowait(data)
+                    except _TRANSPORT_ERRORS as exc:
+                        self._fail(exc)
+                if not core.has_data_to_send and not transport.has_pending_send:
+                    if self._space_waiters and core.queued_data_size <= self._space_low:
+                        self._pass_queue_space()
+                    return
             self._writer_waiting = None
             event.set()
 
@@ -364,9 +417,7 @@ class MuxedConnection(AsyncResource):
         """Wake the next sender waiting for queue space, if there is room for it and no
         sender woken earlier is still to run."""
         waiters = self._space_waiters
-        if waiters and not self._space_handoff and (
-            self._core.queued_data_size < self._space_high
-        ):
+        if waiters and not self._space_handoff and (self._core.queued_data_size < self._space_high):
             self._space_handoff = True
             waiters.popleft().set()
 
@@ -374,10 +425,12 @@ class MuxedConnection(AsyncResource):
         """Wake the writer and wait until it has written everything queued."""
         if self._writer_done:
             return
+        self._wake_writer()
+        if self._writer_waiting is not None:
+            return  # still asleep: everything was written from this task
         event = self._idle_event
         if event is None:
             event = self._idle_event = self._event()
-        self._wake_writer()
         await event.wait()
 
     def _forget_if_done(self, stream: MuxedStream) -> None:
@@ -393,6 +446,14 @@ class MuxedConnection(AsyncResource):
 
     async def _reader(self, *, task_status: TaskStatus[None]) -> None:
         with self._task_scope():
+            transport = self._nowait
+            if transport is not None and isinstance(transport, _PushTransport):
+                self._clock = running_clock()
+                if transport.start_push(self._on_push_data, self._on_push_end):
+                    self._pushing = transport
+                    task_status.started()
+                    await self._resume_pushes()
+                    return
             task_status.started()
             core = self._core
             receive = self.transport_stream.receive
@@ -407,6 +468,7 @@ class MuxedConnection(AsyncResource):
                     return
                 self._reads += 1
                 self._bytes_read += len(data)
+                self._nowait_spent = False
                 if self._error is None:
                     try:
                         self._dispatch(core.receive_data(data, now=anyio.current_time()))
@@ -424,6 +486,56 @@ class MuxedConnection(AsyncResource):
                 if not data:
                     return
 
+    def _on_push_data(self, data: bytes) -> None:
+        """Bytes the transport pushed (the reader's loop body, run in the event loop's
+        read callback): into the core, events routed, replies written at once."""
+        self._reads += 1
+        self._bytes_read += len(data)
+        self._nowait_spent = False
+        if self._error is not None:
+            return
+        core = self._core
+        try:
+            self._dispatch(core.receive_data(data, now=self._clock()))
+            if core.is_reading_paused:
+                assert self._pushing is not None
+                self._pushing.pause_push()
+                if self._push_paused is not None:
+                    self._push_paused.set()
+        except MuxerProtocolViolation as exc:
+            logger.warning("yamux peer violated the protocol: %s", exc)
+            self._fail(exc)
+        if core.has_data_to_send:
+            self._wake_writer()
+
+    def _on_push_end(self, error: BaseException | None) -> None:
+        if error is None:
+            self._on_push_data(b"")  # the core reports the end of the connection
+        else:
+            self._fail(error)
+
+    async def _resume_pushes(self) -> None:
+        """The reader task while bytes are pushed: resume reading once the writer has
+        flushed the pongs that paused it."""
+        core = self._core
+        assert self._pushing is not None
+        while True:
+            event = self._push_paused = self._event()
+            await event.wait()
+            self._push_paused = None
+            try:
+                while core.is_reading_paused and self._error is None:
+                    await self._wait_idle()
+                    self._dispatch(core.resume_reading())
+            except MuxerProtocolViolation as exc:
+                logger.warning("yamux peer violated the protocol: %s", exc)
+                self._fail(exc)
+            if self._error is not None:
+                return
+            self._pushing.resume_push()
+            if core.has_data_to_send:
+                self._wake_writer()
+
     async def _writer(self, *, task_status: TaskStatus[None]) -> None:
         with self._task_scope():
             task_status.started()
@@ -431,13 +543,15 @@ class MuxedConnection(AsyncResource):
             send = self.transport_stream.send
             batch = self.config.write_batch_size
             low = self._space_low
+            nowait = self._nowait
             try:
                 while True:
-                    if core.has_data_to_send:
+                    if core.has_data_to_send or (nowait is not None and nowait.has_pending_send):
                         data = core.data_to_send(batch)
                         self._batches_written += 1
                         self._bytes_written += len(data)
                         await send(data)
+                        self._nowait_spent = False
                         if self._space_waiters and core.queued_data_size <= low:
                             self._pass_queue_space()
                         continue
@@ -587,5 +701,7 @@ class MuxedConnection(AsyncResource):
             waiter.set()
         if self._timer_event is not None:
             self._timer_event.set()
+        if self._push_paused is not None:
+            self._push_paused.set()
         assert self._task_group is not None
         self._task_group.start_soon(self._shutdown)

@@ -243,6 +243,31 @@ class MuxedStream(ByteStream):
         finally:
             self._sending = False
 
+    def send_nowait(self, item: bytes) -> bool:
+        """Queue all of ``item`` at once if the send window and the connection's write
+        queue have room for it, else queue nothing.
+
+        Unlike :meth:`send`, this never waits, so it cannot be cancelled half-way: a
+        caller that must not lose part of a message to a cancellation tries it first.
+
+        :return: True if every byte was queued; False (nothing queued) if :meth:`send`
+            would have to wait, or would raise.
+        """
+        if self._sending or self._write_state is not _OPEN or type(item) is not bytes:
+            return False
+        conn = self._conn
+        core = self._core
+        if (
+            conn._error is not None
+            or core.queued_data_size >= core.config.max_write_queue_size
+            or core.outbound_window(self.stream_id) < len(item)
+        ):
+            return False
+        if item:
+            core.send_data(self.stream_id, item)
+            conn._wake_writer()
+        return True
+
     def _check_writable(self) -> None:
         state = self._write_state
         if state is not _OPEN:
@@ -285,8 +310,10 @@ class MuxedStream(ByteStream):
         await self._abort()
 
     async def _abort(self) -> None:
-        if self._read_state is HalfState.DISCARDING and self._write_state is not _OPEN and (
-            self._core.stream_state(self.stream_id) is None
+        if (
+            self._read_state is HalfState.DISCARDING
+            and self._write_state is not _OPEN
+            and (self._core.stream_state(self.stream_id) is None)
         ):
             return
         self._read_state = HalfState.DISCARDING

@@ -26,6 +26,7 @@ import anyio
 from anyio import ResourceGuard
 from anyio.abc import ByteStream
 
+from .._nowait import NowaitWriter, PushReader, nowait_writer, push_reader
 from .config import NoiseConfig
 from .connection import HandshakePhase, NoiseConnection
 from .errors import (
@@ -78,6 +79,12 @@ class NoiseStream(ByteStream):
     _receive_error: NoiseError | None = field(init=False, repr=False, default=None)
     _error_pending: bool = field(init=False, repr=False, default=False)
     _eof: bool = field(init=False, repr=False, default=False)
+    _nowait: NowaitWriter | None = field(init=False, repr=False, default=None)
+    _push: PushReader | None = field(init=False, repr=False, default=None)
+    _push_data: Callable[[bytes], None] | None = field(init=False, repr=False, default=None)
+    _push_end: Callable[[BaseException | None], None] | None = field(
+        init=False, repr=False, default=None
+    )
 
     @classmethod
     async def wrap(
@@ -117,6 +124,7 @@ class NoiseStream(ByteStream):
             raise NoiseProtocolViolation(
                 "the peer's static key is not the expected one", seen=core.remote_static_key
             )
+        stream._nowait = nowait_writer(transport_stream)
         return stream
 
     async def _handshake(self) -> None:
@@ -183,6 +191,8 @@ class NoiseStream(ByteStream):
         """
         if max_bytes < 1:
             raise ValueError("max_bytes must be at least 1")
+        if self._push is not None:
+            raise anyio.BusyResourceError("reading from (the bytes are pushed)")
         with self._receive_guard:
             chunk = self._leftover
             if chunk:
@@ -252,6 +262,101 @@ class NoiseStream(ByteStream):
             size += len(nxt)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    # -- pushed receiving ----------------------------------------------------------------
+
+    def start_push(
+        self,
+        on_data: Callable[[bytes], None],
+        on_end: Callable[[BaseException | None], None],
+    ) -> bool:
+        """Hand every later plaintext to ``on_data`` as soon as the socket reads it,
+        instead of waiting for :meth:`receive` (asyncio TCP only; see ``_nowait.py``).
+
+        ``on_end(None)`` follows a clean end of stream; ``on_end(error)`` a failure: a
+        :class:`NoiseProtocolViolation` (the socket is then aborted) or an
+        ``anyio.BrokenResourceError`` of the socket. Both callbacks run in the event
+        loop's callback context and must not raise. :meth:`receive` raises
+        ``BusyResourceError`` from then on.
+
+        :return: False (nothing changed) when the transport cannot push.
+        """
+        if self._push is not None or self._closed or self._receive_error is not None:
+            return False
+        if self._receive_guard._guarded:  # a receive is waiting: it owns the reading
+            return False
+        reader = push_reader(self.transport_stream)
+        if reader is None:
+            return False
+        self._push = reader
+        self._push_data = on_data
+        self._push_end = on_end
+        leftover = self._leftover
+        if leftover:
+            self._leftover = b""
+            on_data(leftover)
+        self._on_raw(b"")  # what the core buffered before
+        if self._push_data is not None:
+            reader.start(self._on_raw, self._on_raw_end)
+        return True
+
+    def pause_push(self) -> None:
+        """Stop reading from the socket until :meth:`resume_push`."""
+        if self._push is not None:
+            self._push.pause()
+
+    def resume_push(self) -> None:
+        """Read from the socket again."""
+        if self._push is not None:
+            self._push.resume()
+
+    def _on_raw(self, data: bytes) -> None:
+        on_data = self._push_data
+        if on_data is None:  # ended: what still arrives is dropped
+            return
+        core = self._core
+        try:
+            if data:
+                core.buffer_data(data)
+            while True:
+                plaintext = core.next_plaintext()
+                if plaintext is None:
+                    return
+                on_data(plaintext)
+                if self._push_data is None:
+                    return
+        except NoiseError as exc:
+            self._receive_error = exc
+            assert self._push is not None
+            self._push.abort()
+            self._end_push(exc)
+
+    def _on_raw_end(self, error: BaseException | None) -> None:
+        if self._push_data is None:
+            return
+        if error is None:
+            core = self._core
+            try:
+                core.buffer_data(b"")
+            except NoiseError as exc:  # pragma: no cover - EOF after the handshake is fine
+                self._end_push(exc)
+                return
+            self._on_raw(b"")  # a truncated message raises here
+            if self._push_data is not None:
+                self._end_push(None)
+            return
+        if not isinstance(error, anyio.BrokenResourceError | anyio.ClosedResourceError):
+            broken = anyio.BrokenResourceError("the socket failed")
+            broken.__cause__ = error
+            error = broken
+        self._end_push(error)
+
+    def _end_push(self, error: BaseException | None) -> None:
+        on_end = self._push_end
+        self._push_data = None
+        self._push_end = None
+        if on_end is not None:
+            on_end(error)
+
     # -- sending -----------------------------------------------------------------------
 
     async def send(self, item: bytes) -> None:
@@ -273,10 +378,12 @@ class NoiseStream(ByteStream):
             # the peer broke the protocol (the failure took both ciphers): report its
             # violation, not a state error, even before receive has raised it
             raise self._receive_error
-        if not item:
+        nowait = self._nowait
+        if item:
+            self._send_queue.append(item)
+        elif nowait is None or nowait.pending is None:
             await anyio.lowlevel.checkpoint()
             return
-        self._send_queue.append(item)
         if self._flushing:
             # the next batch of the task that is writing carries our item; its event is
             # made by the first waiter (a lone writer never makes one)
@@ -289,13 +396,22 @@ class NoiseStream(ByteStream):
             return
         self._flushing = True
         try:
-            while self._send_queue:
+            while self._send_queue or (nowait is not None and nowait.pending is not None):
                 batch = self._send_queue
                 self._send_queue = []
                 done = self._batch_done
                 self._batch_done = None
                 try:
-                    wire = self._core.seal(batch[0] if len(batch) == 1 else b"".join(batch))
+                    wire: bytes | bytearray = (
+                        self._core.seal(batch[0] if len(batch) == 1 else b"".join(batch))
+                        if batch
+                        else b""
+                    )
+                    if nowait is not None:
+                        # bytes an earlier send_nowait left with the socket go first
+                        pending = nowait.take_pending()
+                        if pending is not None:
+                            wire = bytes(pending) + wire
                     await self.transport_stream.send(wire)  # type: ignore[arg-type]
                 except BaseException as exc:
                     self._send_error = exc
@@ -311,10 +427,49 @@ class NoiseStream(ByteStream):
             if self._send_error is not None and self._batch_done is not None:
                 self._batch_done.set()
 
+    def can_send_nowait(self) -> bool:
+        """True if :meth:`send_nowait` may be called now: the transport is a socket that
+        takes bytes synchronously, no ``send`` is in progress and nothing is left over."""
+        nowait = self._nowait
+        return (
+            nowait is not None
+            and not self._flushing
+            and not self._closed
+            and self._send_error is None
+            and self._receive_error is None
+            and nowait.ready()
+        )
+
+    def send_nowait(self, item: bytes | bytearray) -> None:
+        """Encrypt ``item`` and write it to the socket from this task, without awaiting.
+
+        Call only right after :meth:`can_send_nowait` returned True. Bytes the socket did
+        not take at once stay queued (:attr:`has_pending_send`) and go out first with the
+        next :meth:`send` (``send(b"")`` just writes them).
+
+        :raises anyio.BrokenResourceError: the socket failed.
+        :raises NonceExhaustedError: no nonce is left; the connection must end.
+        """
+        nowait = self._nowait
+        assert nowait is not None and not self._flushing
+        try:
+            nowait.write(self._core.seal(item))
+        except BaseException as exc:
+            self._send_error = exc
+            raise
+
+    @property
+    def has_pending_send(self) -> bool:
+        """True while bytes taken by :meth:`send_nowait` still wait for the socket."""
+        nowait = self._nowait
+        return nowait is not None and nowait.pending is not None
+
     async def send_eof(self) -> None:
         """Half-close: no more data will be sent (the transport's EOF)."""
         if self._closed:
             raise anyio.ClosedResourceError
+        if self.has_pending_send:
+            await self.send(b"")
         await self.transport_stream.send_eof()
 
     async def aclose(self) -> None:
