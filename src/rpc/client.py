@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 import anyio
 import anyio.lowlevel
 
+from .._clock import running_clock
 from ._session import ClientSessionState
 from .errors import (
     RpcDeadlineExceeded,
@@ -115,6 +116,11 @@ class RpcClient:
         self._gate = _CallGate()
         self._events: deque[ClientEvent] = deque()
         self._closed = False
+        send_nowait = getattr(stream, "send_nowait", None)
+        self._send_nowait: Callable[[bytes], bool] | None = (
+            send_nowait if callable(send_nowait) else None
+        )
+        self._clock: Callable[[], float] = anyio.current_time
 
     @classmethod
     async def connect(
@@ -135,6 +141,7 @@ class RpcClient:
         :raises RpcProtocolViolation: the reply was malformed.
         """
         client = cls(stream, ClientSessionState(config), protocol=protocol)
+        client._clock = running_clock()
         try:
             await client._handshake()
         except BaseException:
@@ -213,7 +220,7 @@ class RpcClient:
         try:
             self._check_open()
             self._prepare()
-            self._core.ping(now=anyio.current_time())
+            self._core.ping(now=self._clock())
             await self._flush()
             while True:
                 event = await self._next_event()
@@ -247,7 +254,7 @@ class RpcClient:
     async def _begin(self, method: int, payload: bytes, *, streaming: bool) -> None:
         self._check_open()
         self._prepare()
-        self._core.send_request(method, payload, streaming=streaming, now=anyio.current_time())
+        self._core.send_request(method, payload, streaming=streaming, now=self._clock())
         await self._flush()
 
     def _prepare(self) -> None:
@@ -293,7 +300,7 @@ class RpcClient:
             raise SessionClosedError("the RPC session is closed")
 
     async def _handshake(self) -> None:
-        self._core.initiate(anyio.current_time())
+        self._core.initiate(self._clock())
         await self._flush()
         while True:
             event = await self._next_event()
@@ -320,7 +327,7 @@ class RpcClient:
         else:
             with anyio.CancelScope(deadline=timer):  # a deadline passed: cancelled at once
                 data = await self._receive()
-        now = anyio.current_time()
+        now = self._clock()
         try:
             if data is None:
                 events = self._core.handle_timer(now)
@@ -349,6 +356,9 @@ class RpcClient:
     async def _flush(self) -> None:
         data = self._core.data_to_send()
         if not data:
+            return
+        send_nowait = self._send_nowait
+        if send_nowait is not None and send_nowait(data):
             return
         try:
             await self._stream.send(data)

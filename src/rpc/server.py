@@ -29,6 +29,7 @@ session.
 from __future__ import annotations
 
 import logging
+import math
 import types
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 from google.protobuf.message import DecodeError
 
+from .._clock import running_clock
 from ._limits import Refused, SessionLimits
 from ._session import ServerSessionState
 from .config import RpcServerConfig
@@ -101,6 +103,7 @@ class _Counts:
         self.admitted = 0
         self.rejected: dict[RejectReason, int] = {}
         self.violations = 0
+
 
 INTERNAL_ERROR_DETAILS = "Internal server error"  # sent for unexpected handler exceptions
 REJECT_LINGER_TIMEOUT = 1.0  # seconds a refused client gets to close after the reply
@@ -296,6 +299,12 @@ class _ServerSession:
         self._peer_key = peer_key
         self._protocol = protocol
         self._handler_scope: anyio.CancelScope | None = None
+        self._interrupting = False  # the handler scope was cancelled by an interrupt
+        send_nowait = getattr(stream, "send_nowait", None)
+        self._send_nowait: Callable[[bytes], bool] | None = (
+            send_nowait if callable(send_nowait) else None
+        )
+        self._clock: Callable[[], float] = anyio.current_time
         self._reader: int | None = None  # the worker holding the reader's role
         self._reader_free: anyio.Event | None = None
         self._sending = False
@@ -322,6 +331,7 @@ class _ServerSession:
             return False
 
     async def run(self) -> None:
+        self._clock = running_clock()
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(self._worker, task_group, 2)
             await self._worker(task_group, 1)
@@ -372,6 +382,7 @@ class _ServerSession:
                     request = event
                 elif isinstance(event, InterruptReceived):
                     if self._handler_scope is not None:
+                        self._interrupting = True
                         self._handler_scope.cancel()
                 elif isinstance(event, SessionEnded):
                     return None
@@ -397,6 +408,9 @@ class _ServerSession:
         data = self._core.data_to_send()
         if not data:
             return
+        send_nowait = self._send_nowait
+        if send_nowait is not None and send_nowait(data):
+            return  # all queued without waiting: nothing a cancellation could cut short
         self._sending = True
         try:
             with anyio.CancelScope(shield=True):
@@ -412,10 +426,13 @@ class _ServerSession:
                 waiter.set()
 
     async def _handle(self, request: RequestReceived, task_group: TaskGroup) -> None:
-        with anyio.CancelScope() as scope:
+        # One scope per request does both jobs: an interrupt cancels it, and its deadline
+        # is the request's (moved on per stream item, lifted while a reply is sent).
+        with anyio.CancelScope(deadline=self._clock() + request.deadline) as scope:
             self._handler_scope = scope
+            self._interrupting = False
             try:
-                await _inline(self._dispatch(request), self._release_reader)
+                await _inline(self._dispatch(request, scope), self._release_reader)
             except SessionClosedError:
                 if not self._core.is_closed:  # pragma: no cover - only a closed core raises it
                     raise
@@ -427,9 +444,12 @@ class _ServerSession:
                 if self._handler_scope is scope:
                     self._handler_scope = None
         if scope.cancelled_caught:
-            logger.debug("RPC request %d interrupted", request.request_id)
+            if self._interrupting:
+                logger.debug("RPC request %d interrupted", request.request_id)
+            else:
+                self._abandon(request)
 
-    async def _dispatch(self, request: RequestReceived) -> None:
+    async def _dispatch(self, request: RequestReceived, scope: anyio.CancelScope) -> None:
         core, request_id = self._core, request.request_id
         found = self._service.method(request.method)
         if found is None:
@@ -457,13 +477,10 @@ class _ServerSession:
         )
         try:
             if info.streaming:
-                await self._stream_items(request, implementation(message, ctx))
+                await self._stream_items(request, implementation(message, ctx), scope)
             else:
-                with anyio.move_on_after(request.deadline) as deadline:
-                    reply = await implementation(message, ctx)
-                if deadline.cancelled_caught:
-                    self._abandon(request)
-                    return
+                reply = await implementation(message, ctx)
+                scope.deadline = math.inf  # answered in time: the reply goes out
                 core.send_response(request_id, reply.SerializeToString())
                 del reply  # not kept alive while the reply is being sent
         except _StreamGone:
@@ -487,19 +504,26 @@ class _ServerSession:
             core.send_error(request_id, status)
             await self._flush()
 
-    async def _stream_items(self, request: RequestReceived, items: AsyncIterator[Any]) -> None:
+    async def _stream_items(
+        self, request: RequestReceived, items: AsyncIterator[Any], scope: anyio.CancelScope
+    ) -> None:
+        """Send each item as it comes; the handler's ``scope`` times each item from the
+        moment the previous one was sent."""
         core, request_id = self._core, request.request_id
+        clock, deadline = self._clock, request.deadline
+        first = True
         try:
             while True:
-                with anyio.move_on_after(request.deadline) as deadline:
-                    try:
-                        item = await items.__anext__()
-                    except StopAsyncIteration:
-                        core.end_stream(request_id)
-                        return
-                if deadline.cancelled_caught:
-                    self._abandon(request)
+                if not first:
+                    scope.deadline = clock() + deadline
+                first = False
+                try:
+                    item = await items.__anext__()
+                except StopAsyncIteration:
+                    scope.deadline = math.inf
+                    core.end_stream(request_id)
                     return
+                scope.deadline = math.inf
                 payload = item.SerializeToString()
                 del item  # neither the item nor its encoding outlives the wait for the send
                 if not core.send_item(request_id, payload):
