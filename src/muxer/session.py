@@ -9,7 +9,7 @@ Theory of operation (performance.md §4, yamux.md §7):
   stream cannot stall the others (its buffer is bounded by its window). When a ping flood
   fills the pong queue the core pauses; the reader waits for the writer to flush, then
   resumes — reading stops, so back-pressure reaches TCP.
-* **One writer task** sleeps on an :class:`anyio.Event` made only when it goes to sleep;
+* **One writer task** sleeps on a one-shot signal (``_loop.py``) made only when it goes to sleep;
   whoever queues frames in the core wakes it. Each wake-up drains the core into one
   joined batch of at most ``write_batch_size`` bytes (control frames first) and makes one
   ``transport.send``. Senders that find the write queue full wait in FIFO order and are
@@ -35,14 +35,17 @@ Theory of operation (performance.md §4, yamux.md §7):
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
+import math
 from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Protocol, runtime_checkable
 
 import anyio
 from anyio.abc import AsyncResource, ByteStream, TaskGroup, TaskStatus
 
-from .._clock import running_clock
+from .._loop import Signal, running_clock, signal_factory
 from ..errors import PlaitError
 from .config import YamuxConfig
 from .connection import YamuxConnection
@@ -137,16 +140,16 @@ class MuxedConnection(AsyncResource):
         self._core = YamuxConnection(is_client=is_client, config=self.config)
         self._streams: dict[int, MuxedStream] = {}
         self._accept_queue: deque[MuxedStream] = deque()
-        self._accept_event: anyio.Event | None = None
-        self._open_event: anyio.Event | None = None
-        self._space_waiters: deque[anyio.Event] = deque()
+        self._accept_event: Signal | None = None
+        self._open_event: Signal | None = None
+        self._space_waiters: deque[Signal] = deque()
         self._space_high = self.config.max_write_queue_size
         self._space_low = self.config.max_write_queue_size >> 1
         self._space_handoff = False  # a sender woken for queue space has not run yet
-        self._writer_waiting: anyio.Event | None = None  # set while the writer sleeps
-        self._idle_event: anyio.Event | None = None
-        self._timer_event: anyio.Event | None = None
-        self._ping_waiters: dict[int, anyio.Event] = {}
+        self._writer_waiting: Signal | None = None  # set while the writer sleeps
+        self._idle_event: Signal | None = None
+        self._timer_event: Signal | None = None
+        self._ping_waiters: dict[int, Signal] = {}
         self._ping_results: dict[int, float] = {}
         self._task_group: TaskGroup | None = None
         self._scopes: list[anyio.CancelScope] = []
@@ -156,8 +159,9 @@ class MuxedConnection(AsyncResource):
         self._started = False
         self._shutdown_done = anyio.Event()
         # anyio.Event() looks up the running backend on every call; the hot paths make
-        # their events with the backend's own Event class, found once on entry
-        self._event: Callable[[], anyio.Event] = anyio.Event
+        # their one-shot signals with the factory found once on entry (_loop.py)
+        self._event: Callable[[], Signal] = anyio.Event
+        self._shared_event: Callable[[], Signal] = anyio.Event  # for several waiters
         self._writer_done = False
         self._zero_window_waits = 0
         self._batches_written = 0
@@ -170,8 +174,12 @@ class MuxedConnection(AsyncResource):
             transport if isinstance(transport, _NowaitTransport) else None
         )
         self._nowait_spent = False
+        # receive deadlines of streams, looked at by the timer (_schedule_deadline)
+        self._deadlines: list[tuple[float, int, MuxedStream]] = []
+        self._deadline_ids = itertools.count()
+        self._timer_due: float | None = -math.inf  # when the timer task wakes next
         self._pushing: _PushTransport | None = None  # the transport pushes what it reads
-        self._push_paused: anyio.Event | None = None
+        self._push_paused: Signal | None = None
         self._clock: Callable[[], float] = anyio.current_time
 
     # ------------------------------------------------------------------ lifecycle
@@ -180,11 +188,13 @@ class MuxedConnection(AsyncResource):
         if self._started:
             raise RuntimeError("a MuxedConnection can be entered only once")
         self._started = True
-        self._event = type(anyio.Event())
+        self._event = signal_factory()
+        self._shared_event = type(anyio.Event())
+        self._clock = running_clock()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         try:
-            self._core.start(anyio.current_time())
+            self._core.start(self._clock())
             await self._task_group.start(self._reader)
             await self._task_group.start(self._writer)
             await self._task_group.start(self._timer)
@@ -284,7 +294,7 @@ class MuxedConnection(AsyncResource):
             self._flush_before_waiting()
             event = self._open_event
             if event is None:
-                event = self._open_event = self._event()
+                event = self._open_event = self._shared_event()
             await event.wait()
         stream_id = core.open_stream()
         stream = MuxedStream(self, stream_id, outbound=True)
@@ -306,7 +316,7 @@ class MuxedConnection(AsyncResource):
                 if self._writer_waiting is not None and self._flush_at is None:
                     # The ACK waits for a frame to ride with (the handler's first write, or
                     # the moment a task waits on the connection), at most max_ack_delay.
-                    self._flush_at = anyio.current_time() + self.config.max_ack_delay
+                    self._flush_at = self._clock() + self.config.max_ack_delay
                     if self._timer_event is not None:
                         self._timer_event.set()
                 return stream
@@ -321,7 +331,7 @@ class MuxedConnection(AsyncResource):
             self._flush_before_waiting()
             event = self._accept_event
             if event is None:
-                event = self._accept_event = self._event()
+                event = self._accept_event = self._shared_event()
             await event.wait()
 
     async def ping(self) -> float:
@@ -331,7 +341,7 @@ class MuxedConnection(AsyncResource):
         :raises anyio.BrokenResourceError: the connection died first.
         """
         self._raise_if_dead()
-        opaque = self._core.send_ping(now=anyio.current_time())
+        opaque = self._core.send_ping(now=self._clock())
         event = self._ping_waiters[opaque] = self._event()
         self._wake_writer()
         if self._timer_event is not None:
@@ -430,7 +440,7 @@ class MuxedConnection(AsyncResource):
             return  # still asleep: everything was written from this task
         event = self._idle_event
         if event is None:
-            event = self._idle_event = self._event()
+            event = self._idle_event = self._shared_event()
         await event.wait()
 
     def _forget_if_done(self, stream: MuxedStream) -> None:
@@ -448,7 +458,6 @@ class MuxedConnection(AsyncResource):
         with self._task_scope():
             transport = self._nowait
             if transport is not None and isinstance(transport, _PushTransport):
-                self._clock = running_clock()
                 if transport.start_push(self._on_push_data, self._on_push_end):
                     self._pushing = transport
                     task_status.started()
@@ -471,7 +480,7 @@ class MuxedConnection(AsyncResource):
                 self._nowait_spent = False
                 if self._error is None:
                     try:
-                        self._dispatch(core.receive_data(data, now=anyio.current_time()))
+                        self._dispatch(core.receive_data(data, now=self._clock()))
                         while core.is_reading_paused:
                             await self._wait_idle()
                             self._dispatch(core.resume_reading())
@@ -576,16 +585,22 @@ class MuxedConnection(AsyncResource):
         with self._task_scope():
             task_status.started()
             core = self._core
+            clock = self._clock
+            deadlines = self._deadlines
             while True:
                 deadline = core.get_timer()
                 flush_at = self._flush_at
                 if flush_at is not None and (deadline is None or flush_at < deadline):
                     deadline = flush_at
+                if deadlines and (deadline is None or deadlines[0][0] < deadline):
+                    deadline = deadlines[0][0]
+                self._timer_due = deadline
                 if deadline is None:
                     event = self._timer_event = self._event()
                     await event.wait()
+                    self._timer_due = -math.inf  # running: it looks again before sleeping
                     continue
-                delay = max(deadline - anyio.current_time(), 0)
+                delay = max(deadline - clock(), 0)
                 if flush_at is not None and delay <= _PLAIN_SLEEP:
                     # the owed ACK is due soon: a plain sleep, as a cancel scope with a
                     # deadline costs far more; a wake-up meanwhile (a new ping) is seen
@@ -595,7 +610,10 @@ class MuxedConnection(AsyncResource):
                     event = self._timer_event = self._event()
                     with anyio.move_on_after(delay):
                         await event.wait()
-                now = anyio.current_time()
+                self._timer_due = -math.inf
+                now = clock()
+                if deadlines and deadlines[0][0] <= now:
+                    self._expire_deadlines(now)
                 if flush_at is not None and now >= flush_at:
                     self._flush_at = None
                     if core.has_data_to_send:
@@ -605,6 +623,37 @@ class MuxedConnection(AsyncResource):
                     self._dispatch(core.handle_timer(now))
                     if core.has_data_to_send:
                         self._wake_writer()
+
+    def _schedule_deadline(self, stream: MuxedStream, when: float) -> None:
+        """Have the timer look at ``stream``'s receive deadline at ``when``.
+
+        Deadlines are lazy: a stream is in the heap at most once per time it asked for, and
+        when its entry comes up, the timer reads the stream's *current* deadline — later
+        (the next call's): queued again; passed: the waiting receive is woken; none:
+        dropped. A session that makes a call per millisecond thus costs the timer one
+        wake-up per deadline period, not one per call, and no cancel scope at all.
+        """
+        stream._deadline_queued = when
+        heapq.heappush(self._deadlines, (when, next(self._deadline_ids), stream))
+        due = self._timer_due
+        if (due is None or when < due) and self._timer_event is not None:
+            self._timer_event.set()
+
+    def _expire_deadlines(self, now: float) -> None:
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            when, _, stream = heapq.heappop(deadlines)
+            if stream._deadline_queued != when:
+                continue  # superseded by an earlier entry
+            stream._deadline_queued = None
+            deadline = stream._receive_deadline
+            if deadline is None:
+                continue
+            if deadline > now:
+                stream._deadline_queued = deadline
+                heapq.heappush(deadlines, (deadline, next(self._deadline_ids), stream))
+            else:
+                stream._wake_receiver()
 
     async def _shutdown(self) -> None:
         """Flush what the core still has (GO_AWAY), close the transport, stop the tasks."""

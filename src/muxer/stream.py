@@ -5,7 +5,7 @@ bodies the core delivered; the connection's reader task appends to it and never 
 the application (performance.md §4 rule 4). ``receive`` hands out buffered bytes and
 reports them to the core, which returns credit to the peer once half the window was read
 (``_window.py``). ``send`` queues as many frames as the send window allows in one call to
-the core, wakes the writer once, and waits on an :class:`anyio.Event` when the window (or
+the core, wakes the writer once, and waits on a one-shot signal when the window (or
 the connection's write queue) is full — never a sleep loop.
 
 Exceptions, in anyio's vocabulary: ``EndOfStream`` once the peer's FIN has been drained;
@@ -27,6 +27,9 @@ from anyio import TypedAttributeSet, typed_attribute
 from anyio.abc import ByteStream
 
 from ._stream_state import HalfState
+
+if TYPE_CHECKING:
+    from .._loop import Signal
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -69,12 +72,14 @@ class MuxedStream(ByteStream):
         self._read_state = HalfState.OPEN
         # write: OPEN, CLOSED (FIN sent or closed locally), RESET (peer RST)
         self._write_state = HalfState.OPEN
-        self._receive_event: anyio.Event | None = None
-        self._send_event: anyio.Event | None = None
+        self._receive_event: Signal | None = None
+        self._send_event: Signal | None = None
         # concurrent receives (or sends) raise BusyResourceError, like anyio's
         # ResourceGuard, with a plain flag (no guard object per stream and operation)
         self._receiving = False
         self._sending = False
+        self._receive_deadline: float | None = None
+        self._deadline_queued: float | None = None  # when the timer looks at it next
 
     # ------------------------------------------------------------------ called by the reader
 
@@ -85,6 +90,11 @@ class MuxedStream(ByteStream):
             event = self._receive_event
             if event is not None:
                 event.set()
+
+    def _wake_receiver(self) -> None:
+        event = self._receive_event
+        if event is not None:
+            event.set()
 
     def _wake_sender(self) -> None:
         event = self._send_event
@@ -125,6 +135,22 @@ class MuxedStream(ByteStream):
         }
 
     @property
+    def receive_deadline(self) -> float | None:
+        """When a :meth:`receive` that is still waiting gives up (``anyio.current_time()``
+        clock), or ``None`` (the default: it waits as long as it takes).
+
+        Past this time, :meth:`receive` raises ``TimeoutError`` instead of waiting, and a
+        waiting one wakes with it; data that has arrived is still returned first. Unlike a
+        cancel scope with a deadline, setting it costs nothing and it may be moved at any
+        time: the connection's timer looks at it only when it comes due.
+        """
+        return self._receive_deadline
+
+    @receive_deadline.setter
+    def receive_deadline(self, value: float | None) -> None:
+        self._receive_deadline = value
+
+    @property
     def buffered_size(self) -> int:
         """Received bytes waiting to be read."""
         return self._buffered
@@ -137,6 +163,7 @@ class MuxedStream(ByteStream):
         :raises anyio.ClosedResourceError: the stream was closed or reset locally.
         :raises anyio.BrokenResourceError: the connection died.
         :raises anyio.BusyResourceError: another task is already receiving.
+        :raises TimeoutError: nothing arrived before :attr:`receive_deadline`.
         """
         if max_bytes < 1:
             raise ValueError("max_bytes must be at least 1")
@@ -182,6 +209,13 @@ class MuxedStream(ByteStream):
                     raise anyio.ClosedResourceError
                 conn = self._conn
                 conn._raise_if_dead()
+                deadline = self._receive_deadline
+                if deadline is not None:
+                    if conn._clock() >= deadline:
+                        raise TimeoutError(f"no data on stream {self.stream_id} in time")
+                    queued = self._deadline_queued
+                    if queued is None or deadline < queued:
+                        conn._schedule_deadline(self, deadline)
                 conn._flush_before_waiting()
                 event = self._receive_event = conn._event()
                 await event.wait()

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 import anyio
 import anyio.lowlevel
 
-from .._clock import running_clock
+from .._loop import running_clock
+from ..muxer.stream import MuxedStream
 from ._session import ClientSessionState
 from .errors import (
     RpcDeadlineExceeded,
@@ -121,6 +122,7 @@ class RpcClient:
             send_nowait if callable(send_nowait) else None
         )
         self._clock: Callable[[], float] = anyio.current_time
+        self._deadline_stream = stream if isinstance(stream, MuxedStream) else None
 
     @classmethod
     async def connect(
@@ -322,8 +324,18 @@ class RpcClient:
     async def _fill(self) -> None:
         timer = self._core.get_timer()
         data: bytes | None = None
+        deadline_stream = self._deadline_stream
         if timer is None:
             data = await self._receive()
+        elif deadline_stream is not None:
+            # a Yamux stream times its receive without a cancel scope
+            deadline_stream.receive_deadline = timer
+            try:
+                data = await self._receive()
+            except TimeoutError:
+                data = None
+            finally:
+                deadline_stream.receive_deadline = None
         else:
             with anyio.CancelScope(deadline=timer):  # a deadline passed: cancelled at once
                 data = await self._receive()

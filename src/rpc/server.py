@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 from google.protobuf.message import DecodeError
 
-from .._clock import running_clock
+from .._loop import running_clock
+from ..muxer.stream import MuxedStream
 from ._limits import Refused, SessionLimits
 from ._session import ServerSessionState
 from .config import RpcServerConfig
@@ -305,6 +306,9 @@ class _ServerSession:
             send_nowait if callable(send_nowait) else None
         )
         self._clock: Callable[[], float] = anyio.current_time
+        # a Yamux stream: the worker reading while a handler waits enforces the handler's
+        # deadline through the stream's receive deadline, without a timed cancel scope
+        self._deadline_stream = stream if isinstance(stream, MuxedStream) else None
         self._reader: int | None = None  # the worker holding the reader's role
         self._reader_free: anyio.Event | None = None
         self._sending = False
@@ -396,10 +400,19 @@ class _ServerSession:
         return None  # the other worker already read the end of the session
 
     async def _receive(self) -> bytes:
-        try:
-            return await self._stream.receive(_RECEIVE_SIZE)
-        except anyio.EndOfStream:
-            return b""
+        while True:
+            try:
+                return await self._stream.receive(_RECEIVE_SIZE)
+            except anyio.EndOfStream:
+                return b""
+            except TimeoutError:
+                # the deadline of the handler running meanwhile passed: stop it (nothing is
+                # sent for it) and go on reading
+                assert self._deadline_stream is not None
+                self._deadline_stream.receive_deadline = None
+                scope = self._handler_scope
+                if scope is not None:
+                    scope.cancel()
 
     async def _flush(self) -> None:
         while self._sending:  # writes are serialised; uncontended, this does not yield
@@ -428,11 +441,18 @@ class _ServerSession:
     async def _handle(self, request: RequestReceived, task_group: TaskGroup) -> None:
         # One scope per request does both jobs: an interrupt cancels it, and its deadline
         # is the request's (moved on per stream item, lifted while a reply is sent).
-        with anyio.CancelScope(deadline=self._clock() + request.deadline) as scope:
+        deadline = self._clock() + request.deadline
+        deadline_stream = self._deadline_stream
+        if deadline_stream is not None:
+            scope = anyio.CancelScope()
+            deadline_stream.receive_deadline = deadline
+        else:
+            scope = anyio.CancelScope(deadline=deadline)
+        with scope:
             self._handler_scope = scope
             self._interrupting = False
             try:
-                await _inline(self._dispatch(request, scope), self._release_reader)
+                await _inline(self._dispatch(request), self._release_reader)
             except SessionClosedError:
                 if not self._core.is_closed:  # pragma: no cover - only a closed core raises it
                     raise
@@ -443,13 +463,22 @@ class _ServerSession:
             finally:
                 if self._handler_scope is scope:
                     self._handler_scope = None
+                if deadline_stream is not None:
+                    deadline_stream.receive_deadline = None
         if scope.cancelled_caught:
             if self._interrupting:
                 logger.debug("RPC request %d interrupted", request.request_id)
             else:
                 self._abandon(request)
 
-    async def _dispatch(self, request: RequestReceived, scope: anyio.CancelScope) -> None:
+    def _set_deadline(self, deadline: float | None) -> None:
+        """Move the running handler's deadline (``None``: lift it while a reply is sent)."""
+        if self._deadline_stream is not None:
+            self._deadline_stream.receive_deadline = deadline
+        elif self._handler_scope is not None:
+            self._handler_scope.deadline = math.inf if deadline is None else deadline
+
+    async def _dispatch(self, request: RequestReceived) -> None:
         core, request_id = self._core, request.request_id
         found = self._service.method(request.method)
         if found is None:
@@ -477,10 +506,10 @@ class _ServerSession:
         )
         try:
             if info.streaming:
-                await self._stream_items(request, implementation(message, ctx), scope)
+                await self._stream_items(request, implementation(message, ctx))
             else:
                 reply = await implementation(message, ctx)
-                scope.deadline = math.inf  # answered in time: the reply goes out
+                self._set_deadline(None)  # answered in time: the reply goes out
                 core.send_response(request_id, reply.SerializeToString())
                 del reply  # not kept alive while the reply is being sent
         except _StreamGone:
@@ -504,26 +533,24 @@ class _ServerSession:
             core.send_error(request_id, status)
             await self._flush()
 
-    async def _stream_items(
-        self, request: RequestReceived, items: AsyncIterator[Any], scope: anyio.CancelScope
-    ) -> None:
-        """Send each item as it comes; the handler's ``scope`` times each item from the
-        moment the previous one was sent."""
+    async def _stream_items(self, request: RequestReceived, items: AsyncIterator[Any]) -> None:
+        """Send each item as it comes; each item is timed from the moment the previous
+        one was sent."""
         core, request_id = self._core, request.request_id
         clock, deadline = self._clock, request.deadline
         first = True
         try:
             while True:
                 if not first:
-                    scope.deadline = clock() + deadline
+                    self._set_deadline(clock() + deadline)
                 first = False
                 try:
                     item = await items.__anext__()
                 except StopAsyncIteration:
-                    scope.deadline = math.inf
+                    self._set_deadline(None)
                     core.end_stream(request_id)
                     return
-                scope.deadline = math.inf
+                self._set_deadline(None)
                 payload = item.SerializeToString()
                 del item  # neither the item nor its encoding outlives the wait for the send
                 if not core.send_item(request_id, payload):
