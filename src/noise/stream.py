@@ -309,7 +309,7 @@ class NoiseStream(ByteStream):
         if self._push is not None:
             self._push.resume()
 
-    def _on_raw(self, data: bytes) -> None:
+    def _on_raw(self, data: bytes | memoryview) -> None:
         on_data = self._push_data
         if on_data is None:  # ended: what still arrives is dropped
             return
