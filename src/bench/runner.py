@@ -139,6 +139,24 @@ def check_value(check: Check, values: dict[str, float]) -> float | None:
 
 
 
+SETTLE_BLOCK = 8 * MiB
+"""Size of the block :func:`settle_allocator` allocates and frees."""
+
+
+def settle_allocator() -> None:
+    """Put the process's allocator where a long-running process's is, before measuring.
+
+    glibc serves blocks above its mmap threshold (128 KiB at start) with mmap, and raises
+    the threshold to the size of the largest such block once it is freed. asyncio's plain
+    protocols allocate 256 KiB per socket read: until something larger was freed, whether
+    that allocation is cheap depends on the heap's history, and the raw anyio TCP
+    ping-pong ceiling was up to 40% slower in some rounds than in others. Freeing one
+    8 MiB block first gives every round the same, settled allocator.
+    """
+    block = bytearray(SETTLE_BLOCK)
+    del block
+
+
 async def run_plan(
     the_plan: Plan,
     settings: Settings,
@@ -153,6 +171,7 @@ async def run_plan(
         larger run (a child process runs round ``first`` of ``total``).
     """
     first, total = round_numbers if round_numbers is not None else (1, settings.rounds)
+    settle_allocator()
     results = Results()
     limit = QUICK_TIME_LIMIT if settings.quick else VARIANT_TIME_LIMIT
     if not settings.quick:
