@@ -170,6 +170,7 @@ class MuxedStream(ByteStream):
         if self._receiving:
             raise anyio.BusyResourceError("reading from")
         self._receiving = True
+        waited = False
         try:
             while True:
                 chunks = self._chunks
@@ -211,11 +212,14 @@ class MuxedStream(ByteStream):
                 conn._raise_if_dead()
                 deadline = self._receive_deadline
                 if deadline is not None:
-                    if conn._clock() >= deadline:
+                    # a deadline that already passed is found by the timer at once, so the
+                    # clock is read only after a wake-up that brought no data
+                    if waited and conn._clock() >= deadline:
                         raise TimeoutError(f"no data on stream {self.stream_id} in time")
                     queued = self._deadline_queued
                     if queued is None or deadline < queued:
                         conn._schedule_deadline(self, deadline)
+                waited = True
                 conn._flush_before_waiting()
                 event = self._receive_event = conn._event()
                 await event.wait()

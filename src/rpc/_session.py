@@ -71,6 +71,7 @@ Phase changes are listed once, in ``_CLIENT_TRANSITIONS`` and ``_SERVER_TRANSITI
 from __future__ import annotations
 
 import enum
+import struct
 from collections import deque
 from typing import TYPE_CHECKING, TypeVar
 
@@ -174,6 +175,12 @@ def _request_head(
 ) -> bytes:
     """The bytes of ``RpcRequest.SerializeToString()`` before the payload: fields in number
     order, zero values and an empty payload left out (proto3)."""
+    if (
+        0 < request_id < 0x80 and 0 < method < 0x80 and not flags and 0 < deadline < 0x80
+        and 0 < payload_size < 0x80
+    ):
+        # the common small request: every field one byte
+        return bytes((0x08, request_id, 0x10, method, 0x20, deadline, 0x52, payload_size))
     head = bytearray()
     for key, value in (
         (_KEY_REQUEST_ID, request_id),
@@ -190,6 +197,10 @@ def _request_head(
     return bytes(head)
 
 
+_FRAME = struct.Struct(">I4B")  # frame length, then the one-byte fields of a small reply
+_FRAME_FLAGS = struct.Struct(">I6B")
+
+
 def _response_frame(
     request_id: int, payload: bytes, max_frame_size: int, *, status: int = 0, flags: int = 0
 ) -> tuple[bytes, bytes]:
@@ -197,6 +208,13 @@ def _response_frame(
     payload is not copied into a message and out again (a stream of 1 MiB items would hold
     several copies of each). The bytes are those of ``RpcResponse.SerializeToString()``:
     fields in number order, zero values and an empty payload left out (proto3)."""
+    size = len(payload)
+    if 0 < request_id < 0x80 and not status and 0 < size < 0x80 and size + 6 <= max_frame_size:
+        # the common small reply: request id, flags when set, payload; one-byte values
+        if not flags:
+            return _FRAME.pack(4 + size, 0x08, request_id, 0x52, size), payload
+        if flags < 0x80:
+            return _FRAME_FLAGS.pack(6 + size, 0x08, request_id, 0x18, flags, 0x52, size), payload
     head = bytearray()
     for key, value in ((_KEY_REQUEST_ID, request_id), (_KEY_STATUS, status), (_KEY_FLAGS, flags)):
         if value:
@@ -204,8 +222,8 @@ def _response_frame(
             head += _varint(value)
     if payload:
         head += _KEY_PAYLOAD
-        head += _varint(len(payload))
-    header = frame_header(len(head) + len(payload), max_frame_size)
+        head += _varint(size)
+    header = frame_header(len(head) + size, max_frame_size)
     return header + head, payload
 
 
@@ -374,6 +392,11 @@ class ClientSessionState:
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must be called next (adapter's clock), or ``None``."""
         return self._timer
+
+    @property
+    def has_data_to_send(self) -> bool:
+        """Whether :meth:`data_to_send` has bytes to return."""
+        return bool(self._outbound)
 
     def data_to_send(self) -> bytes:
         """Drain and return every queued byte."""

@@ -370,9 +370,15 @@ class _ServerSession:
 
     async def _read(self) -> RequestReceived | None:
         core = self._core
+        receive = self._stream.receive
         while not core.is_closed:
             try:
-                data = await self._receive()
+                data = await receive(_RECEIVE_SIZE)
+            except anyio.EndOfStream:
+                data = b""
+            except TimeoutError:
+                self._deadline_passed()
+                continue
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return None
             request: RequestReceived | None = None
@@ -400,19 +406,19 @@ class _ServerSession:
         return None  # the other worker already read the end of the session
 
     async def _receive(self) -> bytes:
-        while True:
-            try:
-                return await self._stream.receive(_RECEIVE_SIZE)
-            except anyio.EndOfStream:
-                return b""
-            except TimeoutError:
-                # the deadline of the handler running meanwhile passed: stop it (nothing is
-                # sent for it) and go on reading
-                assert self._deadline_stream is not None
-                self._deadline_stream.receive_deadline = None
-                scope = self._handler_scope
-                if scope is not None:
-                    scope.cancel()
+        try:
+            return await self._stream.receive(_RECEIVE_SIZE)
+        except anyio.EndOfStream:
+            return b""
+
+    def _deadline_passed(self) -> None:
+        """The stream's receive deadline, which is the deadline of the handler running
+        meanwhile, passed: stop the handler (nothing is sent for it); reading goes on."""
+        assert self._deadline_stream is not None
+        self._deadline_stream.receive_deadline = None
+        scope = self._handler_scope
+        if scope is not None:
+            scope.cancel()
 
     async def _flush(self) -> None:
         while self._sending:  # writes are serialised; uncontended, this does not yield
