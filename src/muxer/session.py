@@ -2,25 +2,35 @@
 
 Theory of operation (performance.md §4, yamux.md §7):
 
-* **One reader task** calls ``transport.receive(config.receive_size)`` and feeds each chunk
-  to the core in one call, then routes the events: bytes go into the stream's own buffer,
+* **Reading.** Over a transport that pushes (``NoiseStream`` on asyncio TCP, see
+  ``_nowait.py``), the bytes are fed to the core in the event loop's read callback and the
+  events routed there and then: a waiting stream's task is the next to run, with no task
+  in between. Otherwise **one reader task** calls ``transport.receive(config.receive_size)``
+  and does the same for each chunk. Either way bytes go into the stream's own buffer,
   window updates and EOF/RST wake that stream's waiter, new streams go to a deque for
-  ``accept_stream``. It never awaits an application consumer, so a slow reader of one
-  stream cannot stall the others (its buffer is bounded by its window). When a ping flood
-  fills the pong queue the core pauses; the reader waits for the writer to flush, then
-  resumes — reading stops, so back-pressure reaches TCP.
-* **One writer task** sleeps on a one-shot signal (``_loop.py``) made only when it goes to sleep;
-  whoever queues frames in the core wakes it. Each wake-up drains the core into one
-  joined batch of at most ``write_batch_size`` bytes (control frames first) and makes one
-  ``transport.send``. Senders that find the write queue full wait in FIFO order and are
-  handed the room one at a time (``_wait_for_queue_space``).
+  ``accept_stream``, and nothing ever waits for an application consumer, so a slow reader
+  of one stream cannot stall the others (its buffer is bounded by its window). When a ping
+  flood fills the pong queue the core pauses; reading stops (pushes are paused at the
+  socket) until the writer has flushed, so back-pressure reaches TCP.
+* **Writing.** Whoever queues frames in the core calls ``_wake_writer``. When the writer
+  task is asleep and the transport can write synchronously (``send_nowait``: the socket
+  takes the bytes or buffers them in order, with no await), the frames are written from
+  the calling task at once, one such write per burst: until the reader or the writer runs
+  again, later frames wait for the writer, which joins them. Otherwise the **writer task**
+  is woken; it sleeps on a one-shot signal made only when it goes to sleep. Each wake-up
+  drains the core into one joined batch of at most ``write_batch_size`` bytes (control
+  frames first) and makes one ``transport.send``. Senders that find the write queue full
+  wait in FIFO order and are handed the room one at a time (``_wait_for_queue_space``).
 * **Lazy ACK.** ``accept_stream`` owes the ACK without waking the writer: the handler's
   first frame on the stream carries it, so accept + reply is one frame and one write; it
   goes out as soon as any task waits on the connection (``_flush_before_waiting``), and
   at the latest after ``max_ack_delay`` (the timer).
 * **One timer task** sleeps until ``core.get_timer()`` and calls ``handle_timer``:
   keep-alive pings, and closing a connection whose pong is overdue; it also flushes an
-  ACK still owed after ``max_ack_delay``.
+  ACK still owed after ``max_ack_delay``, and keeps the streams' receive deadlines
+  (``MuxedStream.receive_deadline``) lazily: a stream is in its heap once, and when the
+  entry comes up the stream's current deadline decides (wake the receive, look again
+  later, or drop it), so moving a deadline costs an assignment.
 * **Failure**: a protocol violation, GO_AWAY, EOF, a transport error or a keep-alive
   timeout marks the connection dead: every waiter wakes, stream operations raise
   ``BrokenResourceError`` chained from the cause (buffered bytes stay readable), a queued

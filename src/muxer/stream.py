@@ -1,12 +1,15 @@
 """``MuxedStream``: one Yamux stream as an anyio ``ByteStream`` (style.md §5).
 
 Theory of operation: the stream's receive buffer lives here, as a deque of the ``bytes``
-bodies the core delivered; the connection's reader task appends to it and never waits for
-the application (performance.md §4 rule 4). ``receive`` hands out buffered bytes and
+bodies the core delivered; the connection's reader (a task, or the socket's read callback)
+appends to it and never waits for the application (performance.md §4 rule 4). ``receive``
+hands out buffered bytes and
 reports them to the core, which returns credit to the peer once half the window was read
 (``_window.py``). ``send`` queues as many frames as the send window allows in one call to
-the core, wakes the writer once, and waits on a one-shot signal when the window (or
-the connection's write queue) is full — never a sleep loop.
+the core, gets them written (``MuxedConnection._wake_writer``), and waits on a one-shot
+signal when the window (or the connection's write queue) is full — never a sleep loop.
+``send_nowait`` queues a whole message or nothing, never waiting, so a caller that must not
+lose part of a message to a cancellation needs no shielded scope when there is room.
 
 Exceptions, in anyio's vocabulary: ``EndOfStream`` once the peer's FIN has been drained;
 :class:`StreamResetError` (an ``anyio.BrokenResourceError``) after the peer's RST;
@@ -149,6 +152,11 @@ class MuxedStream(ByteStream):
     @receive_deadline.setter
     def receive_deadline(self, value: float | None) -> None:
         self._receive_deadline = value
+        if value is not None and self._receive_event is not None:
+            # a receive is waiting: make sure the timer looks at the stream in time
+            queued = self._deadline_queued
+            if queued is None or value < queued:
+                self._conn._schedule_deadline(self, value)
 
     @property
     def buffered_size(self) -> int:
@@ -226,6 +234,7 @@ class MuxedStream(ByteStream):
                 self._receive_event = None
         finally:
             self._receiving = False
+            self._receive_event = None
 
     async def send(self, item: bytes) -> None:
         """Queue ``item`` for sending; returns once every byte is queued (window permitting),

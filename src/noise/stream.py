@@ -14,6 +14,12 @@ so each payload byte is copied once, by the cipher.
 Receiving asks the transport for ``NoiseConfig.receive_size`` bytes at a time, decrypts every
 complete message in what arrived and keeps the plaintext in a queue; ``receive`` never
 returns ``b""`` and raises :class:`anyio.EndOfStream` after a clean EOF.
+
+Over anyio's TCP streams two faster paths exist for the muxer (``_nowait.py``):
+``send_nowait`` seals and writes from the calling task without awaiting (bytes the socket
+does not take go out first with the next ``send``), and ``start_push`` hands every
+plaintext to a callback as the socket reads it (asyncio), instead of waiting for
+``receive``.
 """
 
 from __future__ import annotations

@@ -441,6 +441,41 @@ async def test_slow_handler_and_slow_stream_are_cancelled_at_their_deadline() ->
         await wait_until(lambda: node.num_active_sessions() == 0)
 
 
+async def test_server_enforces_its_deadlines_without_the_client() -> None:
+    """R15/R16 on the server alone: the client waits far longer (grace 20 s) than the 1 s
+    deadline, so no interrupt comes; the server still cancels the slow handler and the
+    stream whose next item is late at its own deadline, while the other worker reads."""
+    slow = Slow()
+    client_config = RpcClientConfig(deadline=1, deadline_grace_period=20, handshake_timeout=5)
+    async with listening_node(services=(slow,)) as (node, port), Node(
+        NodeIdentity.generate()
+    ) as peer:
+        conn = await peer.dial(f"tcp://127.0.0.1:{port}", node.peer_id)
+        client = await conn.connect_rpc(Slow.Client, config=client_config)
+        async with anyio.create_task_group() as tg:
+            started = anyio.current_time()
+            tg.start_soon(client.sleepy, SayHelloRequest())
+            with anyio.fail_after(5):
+                await wait_until(lambda: "unary" in slow.finished)
+            assert 0.9 <= anyio.current_time() - started
+            tg.cancel_scope.cancel()  # the client gives up (and interrupts) only now
+        second = await conn.connect_rpc(Slow.Client, config=client_config)
+        items: list[str] = []
+
+        async def consume() -> None:
+            async for item in second.trickle(SayHelloRequest()):
+                items.append(item.greeting)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            with anyio.fail_after(5):
+                await wait_until(lambda: "stream" in slow.finished)
+            assert items == ["first"]
+            tg.cancel_scope.cancel()
+        await client.aclose()
+        await second.aclose()
+
+
 async def test_client_reset_mid_stream_frees_the_slot(greeting: Greeting) -> None:
     """R19: a client streaming 10k items resets its TCP connection; the server's handler is
     cancelled, the slot released, and another peer is unaffected."""
