@@ -301,6 +301,9 @@ class _ServerSession:
         self._protocol = protocol
         self._handler_scope: anyio.CancelScope | None = None
         self._interrupting = False  # the handler scope was cancelled by an interrupt
+        # the request whose handler the worker's scope cancelled, and whether an interrupt did
+        self._cancelled: tuple[RequestReceived, bool] | None = None
+        self._cancelled_class: type[BaseException] = BaseException
         send_nowait = getattr(stream, "send_nowait", None)
         self._send_nowait: Callable[[bytes], bool] | None = (
             send_nowait if callable(send_nowait) else None
@@ -336,6 +339,7 @@ class _ServerSession:
 
     async def run(self) -> None:
         self._clock = running_clock()
+        self._cancelled_class = anyio.get_cancelled_exc_class()
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(self._worker, task_group, 2)
             await self._worker(task_group, 1)
@@ -343,6 +347,31 @@ class _ServerSession:
             raise self._violation
 
     async def _worker(self, task_group: TaskGroup, ident: int) -> None:
+        """Serve requests under one cancel scope until a handler is cancelled through it
+        (an interrupt or its deadline); then go on under a fresh one.
+
+        Entering and leaving a cancel scope costs as much as a tenth of a unary round
+        trip, so requests do not get one each. The scope is cancelled only while one of
+        this worker's handlers runs (``_handler_scope``); a handler that swallows the
+        cancellation finishes, and the next wait of this worker (reading, which loses
+        nothing) ends the scope instead.
+        """
+        while True:
+            scope = anyio.CancelScope()
+            with scope:
+                if await self._serve(task_group, ident, scope):
+                    return
+            cancelled = self._cancelled
+            self._cancelled = None
+            if scope.cancelled_caught and cancelled is not None:
+                request, interrupted = cancelled
+                if interrupted:
+                    logger.debug("RPC request %d interrupted", request.request_id)
+                else:
+                    self._abandon(request)
+
+    async def _serve(self, task_group: TaskGroup, ident: int, scope: anyio.CancelScope) -> bool:
+        """Read and handle requests; True when the session is over."""
         while True:
             if self._reader != ident:  # still ours when the last handler never waited
                 while self._reader is not None:
@@ -357,8 +386,8 @@ class _ServerSession:
             if request is None:  # the session is over
                 self._release_reader()
                 task_group.cancel_scope.cancel()
-                return
-            await self._handle(request, task_group)
+                return True
+            await self._handle(request, task_group, scope)
 
     def _release_reader(self) -> None:
         """Give the reader's role to the other worker (it reads while the handler waits)."""
@@ -444,38 +473,46 @@ class _ServerSession:
                 self._send_free = None
                 waiter.set()
 
-    async def _handle(self, request: RequestReceived, task_group: TaskGroup) -> None:
-        # One scope per request does both jobs: an interrupt cancels it, and its deadline
-        # is the request's (moved on per stream item, lifted while a reply is sent).
+    async def _handle(
+        self, request: RequestReceived, task_group: TaskGroup, scope: anyio.CancelScope
+    ) -> None:
+        """Run one request under the worker's ``scope``: an interrupt cancels it, and so
+        does the request's deadline (moved on per stream item, lifted while a reply is
+        sent)."""
         deadline = self._clock() + request.deadline
         deadline_stream = self._deadline_stream
         if deadline_stream is not None:
-            scope = anyio.CancelScope()
             deadline_stream.receive_deadline = deadline
         else:
-            scope = anyio.CancelScope(deadline=deadline)
-        with scope:
-            self._handler_scope = scope
-            self._interrupting = False
-            try:
-                await _inline(self._dispatch(request), self._release_reader)
-            except SessionClosedError:
-                if not self._core.is_closed:  # pragma: no cover - only a closed core raises it
-                    raise
-                logger.debug("RPC request %d: the client closed the session", request.request_id)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                logger.debug("RPC request %d: the client's stream is gone", request.request_id)
-                task_group.cancel_scope.cancel()  # end the session
-            finally:
-                if self._handler_scope is scope:
-                    self._handler_scope = None
-                if deadline_stream is not None:
-                    deadline_stream.receive_deadline = None
-        if scope.cancelled_caught:
-            if self._interrupting:
-                logger.debug("RPC request %d interrupted", request.request_id)
+            scope.deadline = deadline
+        self._handler_scope = scope
+        self._interrupting = False
+        try:
+            await _inline(self._dispatch(request), self._release_reader)
+        except SessionClosedError:
+            if not self._core.is_closed:  # pragma: no cover - only a closed core raises it
+                raise
+            logger.debug("RPC request %d: the client closed the session", request.request_id)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            logger.debug("RPC request %d: the client's stream is gone", request.request_id)
+            task_group.cancel_scope.cancel()  # end the session
+        except self._cancelled_class:
+            if scope.cancel_called:  # ours, not the session's end
+                self._cancelled = (request, self._interrupting)
+            raise
+        finally:
+            self._handler_scope = None
+            if deadline_stream is not None:
+                deadline_stream.receive_deadline = None
             else:
-                self._abandon(request)
+                scope.deadline = math.inf
+
+    async def _raise_if_cancelled(self) -> None:
+        """A handler that swallowed its cancellation (interrupt or deadline) and answered
+        anyway: its answer is not sent; the cancellation is delivered here instead."""
+        scope = self._handler_scope
+        if scope is not None and scope.cancel_called:
+            await anyio.lowlevel.checkpoint()
 
     def _set_deadline(self, deadline: float | None) -> None:
         """Move the running handler's deadline (``None``: lift it while a reply is sent)."""
@@ -515,6 +552,7 @@ class _ServerSession:
                 await self._stream_items(request, implementation(message, ctx))
             else:
                 reply = await implementation(message, ctx)
+                await self._raise_if_cancelled()
                 self._set_deadline(None)  # answered in time: the reply goes out
                 core.send_response(request_id, reply.SerializeToString())
                 del reply  # not kept alive while the reply is being sent
@@ -553,9 +591,11 @@ class _ServerSession:
                 try:
                     item = await items.__anext__()
                 except StopAsyncIteration:
+                    await self._raise_if_cancelled()
                     self._set_deadline(None)
                     core.end_stream(request_id)
                     return
+                await self._raise_if_cancelled()
                 self._set_deadline(None)
                 payload = item.SerializeToString()
                 del item  # neither the item nor its encoding outlives the wait for the send

@@ -476,6 +476,56 @@ async def test_server_enforces_its_deadlines_without_the_client() -> None:
         await second.aclose()
 
 
+class Stubborn(Service, protocol=b"/adversarial/stubborn/1"):
+    """A handler that swallows its cancellation and answers anyway, and a quick one."""
+
+    def __init__(self) -> None:
+        self.swallowed = 0
+
+    @rpc(method=1)
+    async def stubborn(self, request: SayHelloRequest, ctx: RequestContext) -> SayHelloResponse:
+        try:
+            await anyio.sleep(30)
+        except anyio.get_cancelled_exc_class():
+            self.swallowed += 1  # wrong, but a server must survive it
+        return SayHelloResponse(greeting="late")
+
+    @rpc(method=2)
+    async def quick(self, request: SayHelloRequest, ctx: RequestContext) -> SayHelloResponse:
+        await anyio.lowlevel.checkpoint()
+        return SayHelloResponse(greeting=request.name)
+
+
+async def test_cancelled_handlers_one_after_another_leave_the_session_working() -> None:
+    """A server worker serves requests under one cancel scope until a handler is
+    cancelled through it: after deadlines, a handler that swallows its cancellation, and
+    client interrupts, in a row, the next calls are still answered, in order."""
+    stubborn = Stubborn()
+    client_config = RpcClientConfig(deadline=1, deadline_grace_period=0.3, handshake_timeout=5)
+    async with listening_node(services=(stubborn,)) as (node, port), Node(
+        NodeIdentity.generate()
+    ) as peer:
+        conn = await peer.dial(f"tcp://127.0.0.1:{port}", node.peer_id)
+        client = await conn.connect_rpc(Stubborn.Client, config=client_config)
+        with anyio.fail_after(20):
+            for round_number in range(3):
+                # the server's deadline cancels it (swallowed: the late reply is not sent)
+                with pytest.raises(RpcDeadlineExceeded):
+                    await client.stubborn(SayHelloRequest())
+                names = [f"{round_number}-{i}" for i in range(5)]
+                for name in names:
+                    reply = await client.quick(SayHelloRequest(name=name))
+                    assert reply.greeting == name
+                # the client gives up first: its interrupt cancels the handler
+                with anyio.move_on_after(0.1):
+                    await client.stubborn(SayHelloRequest())
+                assert (await client.quick(SayHelloRequest(name="after"))).greeting == "after"
+            await wait_until(lambda: stubborn.swallowed == 6)
+        assert node.num_active_sessions() == 1
+        await client.aclose()
+        await wait_until(lambda: node.num_active_sessions() == 0)
+
+
 async def test_client_reset_mid_stream_frees_the_slot(greeting: Greeting) -> None:
     """R19: a client streaming 10k items resets its TCP connection; the server's handler is
     cancelled, the slot released, and another peer is unaffected."""
