@@ -57,6 +57,10 @@ class NowaitWriter:
         """
         raise NotImplementedError
 
+    async def drain(self) -> None:
+        """Wait until the socket took what :meth:`write` handed over (nothing is left in
+        the transport's buffer). The owner calls it with no ``send`` in progress."""
+
     def take_pending(self) -> memoryview | None:
         """Return and forget the bytes still to be written."""
         pending = self.pending
@@ -87,6 +91,11 @@ class _AsyncioWriter(NowaitWriter):
             self._transport.write(data)
         except RuntimeError as exc:  # the transport closed meanwhile
             raise anyio.BrokenResourceError from exc
+
+    async def drain(self) -> None:
+        # anyio makes a new write_event each time writing pauses; connection_lost sets it
+        while not self._protocol.write_event.is_set() and not self._transport.is_closing():
+            await self._protocol.write_event.wait()
 
 
 class _TrioWriter(NowaitWriter):
@@ -145,11 +154,12 @@ class PushReader:
     errors) to anyio's, so ``send`` and ``aclose`` of the anyio stream keep working.
     """
 
-    __slots__ = ("_protocol", "_transport")
+    __slots__ = ("_paused", "_protocol", "_transport")
 
     def __init__(self, stream: Any) -> None:
         self._transport: asyncio.Transport = stream._transport
         self._protocol: Any = stream._protocol
+        self._paused = False
 
     def start(
         self,
@@ -177,15 +187,18 @@ class PushReader:
             on_end(anyio.ClosedResourceError("the socket was closed"))
             return
         transport.set_protocol(_PushProtocol(inner, on_data, on_end))
-        transport.resume_reading()
+        if not self._paused:  # the bytes delivered above may have paused reading
+            transport.resume_reading()
 
     def pause(self) -> None:
         """Stop reading from the socket (back-pressure reaches the peer through TCP)."""
+        self._paused = True
         if not self._transport.is_closing():
             self._transport.pause_reading()
 
     def resume(self) -> None:
         """Read again after :meth:`pause`."""
+        self._paused = False
         if not self._transport.is_closing():
             self._transport.resume_reading()
 

@@ -96,6 +96,7 @@ class _NowaitTransport(Protocol):
     def send_nowait(self, item: bytes | bytearray) -> None: ...
     @property
     def has_pending_send(self) -> bool: ...
+    async def flush(self) -> None: ...
 
 
 @runtime_checkable
@@ -423,7 +424,9 @@ class MuxedConnection(AsyncResource):
         next sender while the woken one was still queueing cost a wake-up per waiter that
         found the queue full again.
         """
-        event = self._event()
+        # an anyio event, not a one-shot signal: the writer may hand this waiter the room
+        # in the same loop turn as it is cancelled, and is_set() must then say so
+        event = self._shared_event()
         self._space_waiters.append(event)
         try:
             await event.wait()
@@ -468,11 +471,14 @@ class MuxedConnection(AsyncResource):
         with self._task_scope():
             transport = self._nowait
             if transport is not None and isinstance(transport, _PushTransport):
+                # set first: start_push hands over what is already buffered at once, and
+                # those bytes may pause reading
+                self._pushing = transport
                 if transport.start_push(self._on_push_data, self._on_push_end):
-                    self._pushing = transport
                     task_status.started()
                     await self._resume_pushes()
                     return
+                self._pushing = None
             task_status.started()
             core = self._core
             receive = self.transport_stream.receive
@@ -539,9 +545,10 @@ class MuxedConnection(AsyncResource):
         core = self._core
         assert self._pushing is not None
         while True:
-            event = self._push_paused = self._event()
-            await event.wait()
-            self._push_paused = None
+            if not core.is_reading_paused:
+                event = self._push_paused = self._event()
+                await event.wait()
+                self._push_paused = None
             try:
                 while core.is_reading_paused and self._error is None:
                     await self._wait_idle()
@@ -672,6 +679,10 @@ class MuxedConnection(AsyncResource):
                 with anyio.move_on_after(self.config.close_timeout):
                     while self._core.has_data_to_send and not self._writer_done:
                         await self._wait_idle()
+                    if self._nowait is not None and not self._writer_done:
+                        # frames written from a task may still sit in the socket's
+                        # buffer (GO_AWAY, say): let them leave before the socket closes
+                        await self._nowait.flush()
                 self._cancel_tasks()
                 with anyio.move_on_after(self.config.close_timeout):
                     await self.transport_stream.aclose()

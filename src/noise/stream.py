@@ -293,7 +293,7 @@ class NoiseStream(ByteStream):
         reader = push_reader(self.transport_stream)
         if reader is None:
             return False
-        self._push = reader
+        self._push = reader  # set first: the bytes delivered below may pause reading
         self._push_data = on_data
         self._push_end = on_end
         leftover = self._leftover
@@ -463,6 +463,15 @@ class NoiseStream(ByteStream):
         except BaseException as exc:
             self._send_error = exc
             raise
+
+    async def flush(self) -> None:
+        """Wait until what :meth:`send_nowait` wrote has left for the socket (call with no
+        ``send`` in progress, e.g. before closing)."""
+        if self.has_pending_send:
+            await self.send(b"")
+        nowait = self._nowait
+        if nowait is not None and not self._closed:
+            await nowait.drain()
 
     @property
     def has_pending_send(self) -> bool:

@@ -300,7 +300,9 @@ class _ServerSession:
         self._peer_key = peer_key
         self._protocol = protocol
         self._handler_scope: anyio.CancelScope | None = None
-        self._interrupting = False  # the handler scope was cancelled by an interrupt
+        # the request being handled (a handler cancelled earlier may still be finishing)
+        self._handling: RequestReceived | None = None
+        self._interrupted: RequestReceived | None = None  # its handler got an interrupt
         # the request whose handler the worker's scope cancelled, and whether an interrupt did
         self._cancelled: tuple[RequestReceived, bool] | None = None
         self._cancelled_class: type[BaseException] = BaseException
@@ -388,6 +390,10 @@ class _ServerSession:
                 task_group.cancel_scope.cancel()
                 return True
             await self._handle(request, task_group, scope)
+            if scope.cancel_called:
+                # the handler was cancelled but finished anyway (it turned the cancellation
+                # into an error reply): leave the scope before reading on
+                return False
 
     def _release_reader(self) -> None:
         """Give the reader's role to the other worker (it reads while the handler waits)."""
@@ -421,7 +427,7 @@ class _ServerSession:
                     request = event
                 elif isinstance(event, InterruptReceived):
                     if self._handler_scope is not None:
-                        self._interrupting = True
+                        self._interrupted = self._handling
                         self._handler_scope.cancel()
                 elif isinstance(event, SessionEnded):
                     return None
@@ -486,7 +492,7 @@ class _ServerSession:
         else:
             scope.deadline = deadline
         self._handler_scope = scope
-        self._interrupting = False
+        self._handling = request
         try:
             await _inline(self._dispatch(request), self._release_reader)
         except SessionClosedError:
@@ -498,24 +504,33 @@ class _ServerSession:
             task_group.cancel_scope.cancel()  # end the session
         except self._cancelled_class:
             if scope.cancel_called:  # ours, not the session's end
-                self._cancelled = (request, self._interrupting)
+                self._cancelled = (request, self._interrupted is request)
             raise
         finally:
-            self._handler_scope = None
-            if deadline_stream is not None:
-                deadline_stream.receive_deadline = None
-            else:
+            # A cancelled handler may finish (shielded clean-up) after the next request's
+            # handler started in the other worker: clear only what is still this one's.
+            if self._handling is request:
+                self._handling = None
+                self._handler_scope = None
+                if deadline_stream is not None:
+                    deadline_stream.receive_deadline = None
+            if deadline_stream is None:
                 scope.deadline = math.inf
+            if self._interrupted is request:
+                self._interrupted = None
 
-    async def _raise_if_cancelled(self) -> None:
+    @staticmethod
+    async def _raise_if_cancelled(scope: anyio.CancelScope | None) -> None:
         """A handler that swallowed its cancellation (interrupt or deadline) and answered
-        anyway: its answer is not sent; the cancellation is delivered here instead."""
-        scope = self._handler_scope
+        anyway, or failed: nothing is sent for it; the cancellation is delivered here."""
         if scope is not None and scope.cancel_called:
             await anyio.lowlevel.checkpoint()
 
-    def _set_deadline(self, deadline: float | None) -> None:
-        """Move the running handler's deadline (``None``: lift it while a reply is sent)."""
+    def _set_deadline(self, request: RequestReceived, deadline: float | None) -> None:
+        """Move the deadline of ``request``'s handler (``None``: lift it while a reply is
+        sent); nothing if another request's handler runs by now."""
+        if self._handling is not request:
+            return
         if self._deadline_stream is not None:
             self._deadline_stream.receive_deadline = deadline
         elif self._handler_scope is not None:
@@ -523,6 +538,7 @@ class _ServerSession:
 
     async def _dispatch(self, request: RequestReceived) -> None:
         core, request_id = self._core, request.request_id
+        scope = self._handler_scope  # the worker's, cancelled for this request only
         found = self._service.method(request.method)
         if found is None:
             core.send_error(
@@ -552,8 +568,8 @@ class _ServerSession:
                 await self._stream_items(request, implementation(message, ctx))
             else:
                 reply = await implementation(message, ctx)
-                await self._raise_if_cancelled()
-                self._set_deadline(None)  # answered in time: the reply goes out
+                await self._raise_if_cancelled(scope)
+                self._set_deadline(request, None)  # answered in time: the reply goes out
                 core.send_response(request_id, reply.SerializeToString())
                 del reply  # not kept alive while the reply is being sent
         except _StreamGone:
@@ -574,6 +590,7 @@ class _ServerSession:
             await self._flush()
             return
         if not core.is_closed:
+            await self._raise_if_cancelled(scope)
             core.send_error(request_id, status)
             await self._flush()
 
@@ -581,22 +598,23 @@ class _ServerSession:
         """Send each item as it comes; each item is timed from the moment the previous
         one was sent."""
         core, request_id = self._core, request.request_id
+        scope = self._handler_scope
         clock, deadline = self._clock, request.deadline
         first = True
         try:
             while True:
                 if not first:
-                    self._set_deadline(clock() + deadline)
+                    self._set_deadline(request, clock() + deadline)
                 first = False
                 try:
                     item = await items.__anext__()
                 except StopAsyncIteration:
-                    await self._raise_if_cancelled()
-                    self._set_deadline(None)
+                    await self._raise_if_cancelled(scope)
+                    self._set_deadline(request, None)
                     core.end_stream(request_id)
                     return
-                await self._raise_if_cancelled()
-                self._set_deadline(None)
+                await self._raise_if_cancelled(scope)
+                self._set_deadline(request, None)
                 payload = item.SerializeToString()
                 del item  # neither the item nor its encoding outlives the wait for the send
                 if not core.send_item(request_id, payload):

@@ -10,6 +10,8 @@ tests/unit/muxer (Y20 in the state machine, Y21, Y22, Y23, Y24). Here:
 - Y6 window update with delta 0 → ``test_zero_window_update_is_harmless``
 - Y9 SYN on id 0; ping and GO_AWAY on a stream id → ``test_stream_id_zero_and_session_frames_on_streams``
 - Y16 a peer that never answers pings → ``test_silent_peer_is_dropped_by_keepalive``
+- Y-flood pings through the full stack (reads pushed from the socket on asyncio) →
+  ``test_ping_flood_through_noise_is_answered_with_bounded_input``
 - Y17 GO_AWAY(0) from the peer mid-transfer → ``test_goaway_0_from_the_peer``
 - Y20 FIN twice, RST after FIN, FIN+RST, DATA+SYN+FIN in one frame → ``test_odd_flag_sequences_are_idempotent``
 - Y25 both ends write more than a window without reading → ``test_both_ends_writing_without_reading_stalls_only_that_stream``
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 import pytest
+from plait._nowait import PUSH_READ_SIZE
 from plait.muxer import KeepaliveTimeoutError, MuxerProtocolViolation, YamuxConfig
 from plait.node import (
     ECHO_PROTOCOL_ID,
@@ -41,7 +44,7 @@ from support.adversary import (
     wait_until,
     ymx_negotiate,
 )
-from support.yamux_raw import DATA, FIN, GO_AWAY, PING, RST, SYN, WINDOW_UPDATE, frame
+from support.yamux_raw import ACK, DATA, FIN, GO_AWAY, PING, RST, SYN, WINDOW_UPDATE, frame
 
 if TYPE_CHECKING:
     from anyio.abc import ByteStream
@@ -125,6 +128,43 @@ async def test_stream_id_zero_and_session_frames_on_streams(raw: bytes) -> None:
         assert _caused_by(gone.error, MuxerProtocolViolation), repr(gone.error)
         assert await ymx.wait_eof()
         assert ymx.go_away_codes() == [1]
+        await honest.check()
+        await ymx.aclose()
+        await connection.wait_closed()
+
+
+async def test_ping_flood_through_noise_is_answered_with_bounded_input() -> None:
+    """A peer floods pings without reading the pongs: the node stops reading once its pong
+    queue is full (on asyncio the socket's pushed reads are paused), so what it holds
+    unparsed stays within one read, and once the peer reads, every ping is answered and a
+    bystander connection never noticed."""
+    count = 50_000
+    config = NodeConfig(yamux=YamuxConfig(keepalive_interval=None, auto_tune=False))
+    async with listening_node(config) as (node, port), bystander(node, port) as honest:
+        events = node.events()
+        ymx, connection = await _attacker(port, events)
+        core = connection._mux.core
+        peak = 0
+        flooding = True
+
+        async def flood() -> None:
+            nonlocal flooding
+            await ymx.send(frame(PING, SYN, 0, 1) * count)
+            flooding = False
+
+        async def watch() -> None:
+            nonlocal peak
+            while flooding:
+                peak = max(peak, core.buffered_input_size)
+                await anyio.sleep(0.001)
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(flood)
+                tg.start_soon(watch)
+                await ymx.recv_until(lambda fs: len(ymx.of(PING, ACK)) >= count, timeout=30)
+        assert len(ymx.of(PING, ACK)) == count
+        assert peak <= 2 * PUSH_READ_SIZE
         await honest.check()
         await ymx.aclose()
         await connection.wait_closed()
