@@ -32,7 +32,11 @@ if TYPE_CHECKING:
 
     from anyio.abc import ByteStream
 
-__all__ = ("NowaitWriter", "PushReader", "nowait_writer", "push_reader")
+__all__ = ("PUSH_READ_SIZE", "NowaitWriter", "PushReader", "nowait_writer", "push_reader")
+
+PUSH_READ_SIZE = 256 * 1024
+"""Default bytes asked of the socket per pushed read (``NoiseConfig.receive_size``'s
+default, and asyncio's own read size)."""
 
 
 class NowaitWriter:
@@ -165,6 +169,7 @@ class PushReader:
         self,
         on_data: Callable[[bytes | memoryview], None],
         on_end: Callable[[BaseException | None], None],
+        read_size: int = PUSH_READ_SIZE,
     ) -> None:
         """Deliver what anyio already read, then every later read, to ``on_data``;
         ``on_end(None)`` at the peer's end of stream, ``on_end(error)`` on a failure.
@@ -186,7 +191,7 @@ class PushReader:
         if transport.is_closing():
             on_end(anyio.ClosedResourceError("the socket was closed"))
             return
-        transport.set_protocol(_PushProtocol(inner, on_data, on_end))
+        transport.set_protocol(_PushProtocol(inner, on_data, on_end, read_size))
         if not self._paused:  # the bytes delivered above may have paused reading
             transport.resume_reading()
 
@@ -207,19 +212,17 @@ class PushReader:
         self._transport.abort()
 
 
-PUSH_READ_SIZE = 256 * 1024
-"""Bytes asked of the socket per read when they are pushed (asyncio's own read size)."""
-
 _read_buffers = threading.local()
 
 
-def _read_buffer() -> memoryview:
-    """This thread's read buffer. One is enough for every connection of the thread's event
-    loop: each read is copied out (into the Noise core) before the callback returns."""
+def _read_buffer(size: int) -> memoryview:
+    """``size`` bytes of this thread's read buffer. One buffer serves every connection of
+    the thread's event loop: each read is copied out (into the Noise core) before the
+    callback returns. It grows to the largest size asked for."""
     view: memoryview | None = getattr(_read_buffers, "view", None)
-    if view is None:
-        view = _read_buffers.view = memoryview(bytearray(PUSH_READ_SIZE))
-    return view
+    if view is None or len(view) < size:
+        view = _read_buffers.view = memoryview(bytearray(max(size, PUSH_READ_SIZE)))
+    return view[:size]
 
 
 class _PushProtocol(asyncio.BufferedProtocol):
@@ -235,11 +238,12 @@ class _PushProtocol(asyncio.BufferedProtocol):
         inner: Any,
         on_data: Callable[[bytes | memoryview], None],
         on_end: Callable[[BaseException | None], None],
+        read_size: int,
     ) -> None:
         self._inner = inner
         self._on_data = on_data
         self._on_end = on_end
-        self._buffer = _read_buffer()
+        self._buffer = _read_buffer(read_size)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._buffer

@@ -122,7 +122,8 @@ class YamuxConfig:
     """Outbound DATA bytes queued in the core; beyond it ``MuxedStream.send`` waits for the
     writer, so a peer that grants huge windows but never reads cannot grow our memory."""
     receive_size: int = DEFAULT_RECEIVE_SIZE
-    """``max_bytes`` of each transport read, in bytes."""
+    """``max_bytes`` of each transport read by the reader task, in bytes (a transport that
+    pushes what it reads uses its own size: ``NoiseConfig.receive_size``)."""
     max_queued_pongs: int = DEFAULT_MAX_QUEUED_PONGS
     """Pongs waiting to be written before the core pauses parsing input (ping flood)."""
     max_outstanding_pings: int = 16

@@ -302,7 +302,7 @@ class NoiseStream(ByteStream):
             on_data(leftover)
         self._on_raw(b"")  # what the core buffered before
         if self._push_data is not None:
-            reader.start(self._on_raw, self._on_raw_end)
+            reader.start(self._on_raw, self._on_raw_end, self._core.config.receive_size)
         return True
 
     def pause_push(self) -> None:
