@@ -79,6 +79,11 @@ class FrameDecoder:
         if self._failed:
             raise RpcProtocolViolation("the RPC frame stream already failed")
         buffer = self._buffer
+        if not buffer and type(data) is bytes and len(data) >= HEADER_SIZE:
+            # the common case: one whole frame in one read, nothing held before
+            (length,) = _HEADER.unpack_from(data)
+            if length + HEADER_SIZE == len(data) and length <= self._max_frame_size:
+                return [data[HEADER_SIZE:]]
         buffer += data
         frames: list[bytes] = []
         offset = 0

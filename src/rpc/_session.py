@@ -71,7 +71,6 @@ Phase changes are listed once, in ``_CLIENT_TRANSITIONS`` and ``_SERVER_TRANSITI
 from __future__ import annotations
 
 import enum
-import struct
 from collections import deque
 from typing import TYPE_CHECKING, TypeVar
 
@@ -176,11 +175,14 @@ def _request_head(
     """The bytes of ``RpcRequest.SerializeToString()`` before the payload: fields in number
     order, zero values and an empty payload left out (proto3)."""
     if (
-        0 < request_id < 0x80 and 0 < method < 0x80 and not flags and 0 < deadline < 0x80
-        and 0 < payload_size < 0x80
+        0 < request_id < 0x200000 and 0 < method < 0x80 and not flags and 0 < deadline < 0x80
+        and 0 < payload_size < 0x200000
     ):
-        # the common small request: every field one byte
-        return bytes((0x08, request_id, 0x10, method, 0x20, deadline, 0x52, payload_size))
+        # the common request: small method and deadline, every field present
+        return bytes((
+            0x08, *_short_varint(request_id), 0x10, method, 0x20, deadline,
+            0x52, *_short_varint(payload_size),
+        ))
     head = bytearray()
     for key, value in (
         (_KEY_REQUEST_ID, request_id),
@@ -197,8 +199,13 @@ def _request_head(
     return bytes(head)
 
 
-_FRAME = struct.Struct(">I4B")  # frame length, then the one-byte fields of a small reply
-_FRAME_FLAGS = struct.Struct(">I6B")
+def _short_varint(value: int) -> tuple[int, ...]:
+    """The bytes of the varint of ``value`` (below 2**21) as a tuple, for one ``bytes()``."""
+    if value < 0x80:
+        return (value,)
+    if value < 0x4000:
+        return (value & 0x7F | 0x80, value >> 7)
+    return (value & 0x7F | 0x80, value >> 7 & 0x7F | 0x80, value >> 14)
 
 
 def _response_frame(
@@ -209,12 +216,13 @@ def _response_frame(
     several copies of each). The bytes are those of ``RpcResponse.SerializeToString()``:
     fields in number order, zero values and an empty payload left out (proto3)."""
     size = len(payload)
-    if 0 < request_id < 0x80 and not status and 0 < size < 0x80 and size + 6 <= max_frame_size:
-        # the common small reply: request id, flags when set, payload; one-byte values
-        if not flags:
-            return _FRAME.pack(4 + size, 0x08, request_id, 0x52, size), payload
-        if flags < 0x80:
-            return _FRAME_FLAGS.pack(6 + size, 0x08, request_id, 0x18, flags, 0x52, size), payload
+    if 0 < request_id < 0x200000 and not status and 0 < size < 0x200000 and flags < 0x80:
+        # the common reply: request id, flags when set, payload
+        fields = (
+            (0x08, *_short_varint(request_id), 0x52, *_short_varint(size)) if not flags
+            else (0x08, *_short_varint(request_id), 0x18, flags, 0x52, *_short_varint(size))
+        )
+        return frame_header(len(fields) + size, max_frame_size) + bytes(fields), payload
     head = bytearray()
     for key, value in ((_KEY_REQUEST_ID, request_id), (_KEY_STATUS, status), (_KEY_FLAGS, flags)):
         if value:
