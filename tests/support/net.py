@@ -6,7 +6,8 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import anyio
-from anyio.abc import SocketAttribute, SocketStream
+from anyio.abc import ByteStream, SocketAttribute, SocketStream
+from plait.noise import NoiseConfig, NoiseStream
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -22,3 +23,29 @@ async def tcp_pair() -> AsyncIterator[tuple[SocketStream, SocketStream]]:
         server = await listener.listeners[0].accept()
     async with client, server:
         yield client, server
+
+
+@asynccontextmanager
+async def noise_pair(
+    i_config: NoiseConfig | None = None, r_config: NoiseConfig | None = None
+) -> AsyncIterator[tuple[NoiseStream, NoiseStream]]:
+    """A (initiator, responder) pair of NoiseStreams over :func:`tcp_pair`."""
+    async with tcp_pair() as (client, server):
+        result: dict[str, NoiseStream] = {}
+
+        async def wrap(name: str, stream: ByteStream, initiator: bool, cfg: NoiseConfig | None) -> None:
+            result[name] = await NoiseStream.wrap(stream, cfg, initiator=initiator)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wrap, "i", client, True, i_config)
+                tg.start_soon(wrap, "r", server, False, r_config)
+        yield result["i"], result["r"]
+
+
+async def receive_exactly(stream: ByteStream, size: int) -> bytes:
+    """Exactly ``size`` bytes from ``stream``."""
+    buf = bytearray()
+    while len(buf) < size:
+        buf += await stream.receive(size - len(buf))
+    return bytes(buf)

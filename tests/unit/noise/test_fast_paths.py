@@ -8,42 +8,15 @@ what they rely on, instead of letting plait fall back to the slow path unnoticed
 from __future__ import annotations
 
 import struct
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 from anyio.abc import ByteStream
 from plait._nowait import nowait_writer, push_reader
 from plait.noise import NoiseProtocolViolation, NoiseStream
-from support.net import tcp_pair
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+from support.net import noise_pair, receive_exactly, tcp_pair
 
 pytestmark = pytest.mark.anyio
-
-
-@asynccontextmanager
-async def noise_pair() -> AsyncIterator[tuple[NoiseStream, NoiseStream]]:
-    async with tcp_pair() as (client, server):
-        result: dict[str, NoiseStream] = {}
-
-        async def wrap(name: str, stream: ByteStream, initiator: bool) -> None:
-            result[name] = await NoiseStream.wrap(stream, initiator=initiator)
-
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(wrap, "i", client, True)
-                tg.start_soon(wrap, "r", server, False)
-        yield result["i"], result["r"]
-
-
-async def receive_exactly(stream: ByteStream, size: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < size:
-        buf += await stream.receive(size - len(buf))
-    return bytes(buf)
 
 
 async def test_anyio_socket_streams_get_the_fast_paths(anyio_backend: str) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import struct
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 import anyio
 import pytest
@@ -20,36 +18,9 @@ from plait.noise import (
     StaticKeypair,
 )
 from plait.noise._symmetric import MAX_NONCE
-from support.net import tcp_pair
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+from support.net import noise_pair, receive_exactly, tcp_pair
 
 pytestmark = pytest.mark.anyio
-
-
-@asynccontextmanager
-async def noise_pair(
-    i_config: NoiseConfig | None = None, r_config: NoiseConfig | None = None
-) -> AsyncIterator[tuple[NoiseStream, NoiseStream]]:
-    async with tcp_pair() as (client, server):
-        result: dict[str, NoiseStream] = {}
-
-        async def wrap(name: str, stream: ByteStream, initiator: bool, cfg: NoiseConfig | None) -> None:
-            result[name] = await NoiseStream.wrap(stream, cfg, initiator=initiator)
-
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(wrap, "i", client, True, i_config)
-                tg.start_soon(wrap, "r", server, False, r_config)
-        yield result["i"], result["r"]
-
-
-async def receive_exactly(stream: ByteStream, size: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < size:
-        buf += await stream.receive(size - len(buf))
-    return bytes(buf)
 
 
 async def test_handshake_authenticates_both_static_keys() -> None:
