@@ -1,10 +1,10 @@
 """Writing to a TCP socket from the calling task, without a trip through the event loop.
 
 Theory of operation (performance.md §4): an ``await stream.send(data)`` on one of anyio's
-socket streams costs at least one turn of the event loop, and the muxer used to add a
-hand-off to its writer task on top, so a 100-byte reply waited for two loop turns before
-it reached the kernel. When nothing else is being written on the connection, the bytes
-can instead go to the socket synchronously, in order, from whichever task produced them:
+socket streams costs at least one turn of the event loop, and a hand-off to a writer task
+costs another, so a 100-byte reply would wait two loop turns before it reached the
+kernel. When nothing else is being written on the connection, the bytes go to the socket
+synchronously instead, in order, from whichever task produced them:
 
 * on asyncio, ``transport.write`` is synchronous: it writes what the socket takes and
   buffers the rest in order; anyio sets the write-buffer limit to 0, so a non-empty buffer
@@ -15,7 +15,8 @@ can instead go to the socket synchronously, in order, from whichever task produc
 A synchronous write cannot be cancelled half-way, which is what makes it safe to do from
 an application task: there is no await between sealing a Noise message and handing it to
 the socket. Streams this module does not know (memory streams, test proxies, TLS) get no
-writer, and their users keep the plain ``await send`` path.
+writer, and their users keep the plain ``await send`` path. Reads have the same kind of
+shortcut on asyncio: :class:`PushReader`.
 """
 
 from __future__ import annotations

@@ -149,9 +149,9 @@ def settle_allocator() -> None:
     glibc serves blocks above its mmap threshold (128 KiB at start) with mmap, and raises
     the threshold to the size of the largest such block once it is freed. asyncio's plain
     protocols allocate 256 KiB per socket read: until something larger was freed, whether
-    that allocation is cheap depends on the heap's history, and the raw anyio TCP
-    ping-pong ceiling was up to 40% slower in some rounds than in others. Freeing one
-    8 MiB block first gives every round the same, settled allocator.
+    that allocation is cheap depends on the heap's history, which can make the raw anyio
+    TCP ping-pong ceiling up to 40% slower in some rounds than in others. Freeing one 8 MiB
+    block first gives every round the same, settled allocator.
     """
     block = bytearray(SETTLE_BLOCK)
     del block

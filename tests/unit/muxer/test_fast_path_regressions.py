@@ -1,5 +1,5 @@
-"""Regressions of the muxer's fast paths (synchronous writes, one-shot signals, pushed
-reads): each test failed before its fix."""
+"""Edge cases of the muxer's fast paths (synchronous writes, one-shot signals, pushed
+reads): a cancellation racing a hand-off, and frames buffered before the muxer starts."""
 
 from __future__ import annotations
 
@@ -53,8 +53,8 @@ async def _settle() -> None:
 
 async def test_a_space_waiter_cancelled_as_it_is_handed_the_room() -> None:
     """The writer hands the queue's room to a sender in the same loop turn as that sender
-    is cancelled: the sender ends cancelled and the next waiter still gets the room (the
-    hand-off once raised ValueError and then stalled every later sender)."""
+    is cancelled: the sender ends cancelled (not with a ValueError) and the next waiter
+    still gets the room, instead of every later sender stalling."""
     transport = Gated()
     config = YamuxConfig(
         max_write_queue_size=1000, write_batch_size=100_000, keepalive_interval=None
@@ -113,7 +113,7 @@ def _ping(opaque: int) -> bytes:
 async def test_pings_buffered_before_the_muxer_starts_are_all_answered(pings: int) -> None:
     """Yamux frames that arrived with the last message before the muxer started (here
     right behind a 1-byte preamble) are handed over at once when reads are pushed; 40
-    pings fill the pong queue and pause reading right then (this once failed the start)."""
+    pings fill the pong queue and pause reading right then, and the start still succeeds."""
     async with noise_pair() as (client, server):
         await client.send(b"P" + b"".join(_ping(i) for i in range(pings)))
         assert await server.receive(1) == b"P"  # the pings stay buffered in the NoiseStream
