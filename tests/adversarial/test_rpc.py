@@ -495,11 +495,21 @@ class Stubborn(Service, protocol=b"/adversarial/stubborn/1"):
         await anyio.lowlevel.checkpoint()
         return SayHelloResponse(greeting=request.name)
 
+    @rpc(method=3)
+    async def converts(self, request: SayHelloRequest, ctx: RequestContext) -> SayHelloResponse:
+        try:
+            await anyio.sleep(30)
+        except anyio.get_cancelled_exc_class():
+            self.swallowed += 1
+            raise RuntimeError("cancelled") from None  # wrong too: an error, not a cancel
+        return SayHelloResponse(greeting="late")
+
 
 async def test_cancelled_handlers_one_after_another_leave_the_session_working() -> None:
     """A server worker serves requests under one cancel scope until a handler is
-    cancelled through it: after deadlines, a handler that swallows its cancellation, and
-    client interrupts, in a row, the next calls are still answered, in order."""
+    cancelled through it: after deadlines, a handler that swallows its cancellation or
+    turns it into an error, and client interrupts, in a row, the next calls are still
+    answered, in order, and nothing is sent for a cancelled request."""
     stubborn = Stubborn()
     client_config = RpcClientConfig(deadline=1, deadline_grace_period=0.3, handshake_timeout=5)
     async with listening_node(services=(stubborn,)) as (node, port), Node(
@@ -520,7 +530,11 @@ async def test_cancelled_handlers_one_after_another_leave_the_session_working() 
                 with anyio.move_on_after(0.1):
                     await client.stubborn(SayHelloRequest())
                 assert (await client.quick(SayHelloRequest(name="after"))).greeting == "after"
-            await wait_until(lambda: stubborn.swallowed == 6)
+            # a handler that turns its cancellation into an error: nothing is sent either
+            with pytest.raises(RpcDeadlineExceeded):
+                await client.converts(SayHelloRequest())
+            assert (await client.quick(SayHelloRequest(name="last"))).greeting == "last"
+            await wait_until(lambda: stubborn.swallowed == 7)
         assert node.num_active_sessions() == 1
         await client.aclose()
         await wait_until(lambda: node.num_active_sessions() == 0)
