@@ -148,91 +148,54 @@ def _frame(message: Message, max_frame_size: int) -> tuple[bytes, bytes]:
     return frame_header(len(body), max_frame_size), body
 
 
-_SMALL_VARINTS = tuple(bytes((value,)) for value in range(0x80))
-
-
-def _varint(value: int) -> bytes:
+def _varint(value: int) -> tuple[int, ...]:
+    """The bytes of the protobuf varint of ``value`` (not negative)."""
     if value < 0x80:
-        return _SMALL_VARINTS[value]
-    out = bytearray()
+        return (value,)
+    if value < 0x4000:
+        return (value & 0x7F | 0x80, value >> 7)
+    out = []
     while value > 0x7F:
         out.append(value & 0x7F | 0x80)
         value >>= 7
     out.append(value)
+    return tuple(out)
+
+
+def _encode_head(fields: tuple[tuple[int, int], ...], payload_size: int) -> bytes:
+    """What ``SerializeToString()`` writes before the payload: the varint ``fields`` as
+    ``(key, value)`` in field-number order, zero values left out (proto3), then the key and
+    length of the payload (field 10, length-delimited, key ``0x52``) unless it is empty."""
+    out: list[int] = []
+    for key, value in fields:
+        if value:
+            out.append(key)
+            out += _varint(value)
+    if payload_size:
+        out.append(0x52)
+        out += _varint(payload_size)
     return bytes(out)
-
-
-# RpcResponse field keys (field number << 3 | wire type): request_id 1, status 2 and flags 3
-# are varints, payload 10 is length-delimited.
-_KEY_REQUEST_ID, _KEY_STATUS, _KEY_FLAGS, _KEY_PAYLOAD = b"\x08", b"\x10", b"\x18", b"\x52"
-# RpcRequest: request_id 1, method 2, flags 3 and deadline 4 are varints, payload 10 bytes.
-_KEY_METHOD, _KEY_DEADLINE = b"\x10", b"\x20"
 
 
 def _request_head(
     request_id: int, method: int, flags: int, deadline: int, payload_size: int
 ) -> bytes:
-    """The bytes of ``RpcRequest.SerializeToString()`` before the payload: fields in number
-    order, zero values and an empty payload left out (proto3)."""
-    if (
-        0 < request_id < 0x200000 and 0 < method < 0x80 and not flags and 0 < deadline < 0x80
-        and 0 < payload_size < 0x200000
-    ):
-        # the common request: small method and deadline, every field present
-        return bytes((
-            0x08, *_short_varint(request_id), 0x10, method, 0x20, deadline,
-            0x52, *_short_varint(payload_size),
-        ))
-    head = bytearray()
-    for key, value in (
-        (_KEY_REQUEST_ID, request_id),
-        (_KEY_METHOD, method),
-        (_KEY_FLAGS, flags),
-        (_KEY_DEADLINE, deadline),
-    ):
-        if value:
-            head += key
-            head += _varint(value)
-    if payload_size:
-        head += _KEY_PAYLOAD
-        head += _varint(payload_size)
-    return bytes(head)
-
-
-def _short_varint(value: int) -> tuple[int, ...]:
-    """The bytes of the varint of ``value`` (below 2**21) as a tuple, for one ``bytes()``."""
-    if value < 0x80:
-        return (value,)
-    if value < 0x4000:
-        return (value & 0x7F | 0x80, value >> 7)
-    return (value & 0x7F | 0x80, value >> 7 & 0x7F | 0x80, value >> 14)
+    """The bytes of ``RpcRequest.SerializeToString()`` before the payload (request_id 1,
+    method 2, flags 3, deadline 4)."""
+    return _encode_head(
+        ((0x08, request_id), (0x10, method), (0x18, flags), (0x20, deadline)), payload_size
+    )
 
 
 def _response_frame(
     request_id: int, payload: bytes, max_frame_size: int, *, status: int = 0, flags: int = 0
 ) -> tuple[bytes, bytes]:
-    """A framed ``RpcResponse`` as the frame's head and the payload itself, so that a large
-    payload is not copied into a message and out again (a stream of 1 MiB items would hold
-    several copies of each). The bytes are those of ``RpcResponse.SerializeToString()``:
-    fields in number order, zero values and an empty payload left out (proto3)."""
+    """A framed ``RpcResponse`` (request_id 1, status 2, flags 3) as the frame's head and
+    the payload itself, so that a large payload is not copied into a message and out again
+    (a stream of 1 MiB items would hold several copies of each)."""
     size = len(payload)
-    if 0 < request_id < 0x200000 and not status and 0 < size < 0x200000 and flags < 0x80:
-        # the common reply: request id, flags when set, payload
-        fields = (
-            (0x08, *_short_varint(request_id), 0x52, *_short_varint(size)) if not flags
-            else (0x08, *_short_varint(request_id), 0x18, flags, 0x52, *_short_varint(size))
-        )
-        return frame_header(len(fields) + size, max_frame_size) + bytes(fields), payload
-    head = bytearray()
-    for key, value in ((_KEY_REQUEST_ID, request_id), (_KEY_STATUS, status), (_KEY_FLAGS, flags)):
-        if value:
-            head += key
-            head += _varint(value)
-    if payload:
-        head += _KEY_PAYLOAD
-        head += _varint(size)
-    header = frame_header(len(head) + size, max_frame_size)
-    return header + head, payload
+    head = _encode_head(((0x08, request_id), (0x10, status), (0x18, flags)), size)
+    return frame_header(len(head) + size, max_frame_size) + head, payload
 
 
 # ---------------------------------------------------------------------------------------------

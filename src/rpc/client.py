@@ -193,27 +193,8 @@ class RpcClient:
         """
         await self._gate.acquire()
         try:
-            # _begin and _wait_response, inlined: the unary round trip is the hot path
-            self._check_open()
-            self._prepare()
-            core = self._core
-            core.send_request(method, payload, now=self._clock())
-            data = core.data_to_send()
-            send_nowait = self._send_nowait
-            if send_nowait is None or not send_nowait(data):
-                await self._send(data)
-            events = self._events
-            while True:
-                while not events:
-                    await self._fill()
-                event = events.popleft()
-                if isinstance(event, ResponseReceived):
-                    if event.status is not StatusCode.OK:
-                        raise RpcStatusError(
-                            event.status, event.payload.decode("utf-8", "replace")
-                        )
-                    return event.payload
-                self._raise_for(event)
+            await self._begin(method, payload, streaming=False)
+            return (await self._wait_response()).payload
         except BaseException:
             await self._interrupt_in_flight()
             raise
@@ -346,18 +327,12 @@ class RpcClient:
         if timer is None:
             data = await self._receive()
         elif deadline_stream is not None:
-            # a Yamux stream times its receive without a cancel scope (_receive, inlined)
-            self._check_open()
+            # a Yamux stream times its receive without a cancel scope
             deadline_stream.receive_deadline = timer
             try:
-                data = await deadline_stream.receive(RECEIVE_SIZE)
+                data = await self._receive()
             except TimeoutError:
                 data = None
-            except anyio.EndOfStream:
-                data = b""
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-                await self._shutdown()
-                raise SessionClosedError("the RPC session's stream failed") from exc
             finally:
                 deadline_stream.receive_deadline = None
         else:
@@ -396,9 +371,6 @@ class RpcClient:
         send_nowait = self._send_nowait
         if send_nowait is not None and send_nowait(data):
             return
-        await self._send(data)
-
-    async def _send(self, data: bytes) -> None:
         try:
             await self._stream.send(data)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:

@@ -305,12 +305,12 @@ class _ServerSession:
         self._interrupted: RequestReceived | None = None  # its handler got an interrupt
         # the request whose handler the worker's scope cancelled, and whether an interrupt did
         self._cancelled: tuple[RequestReceived, bool] | None = None
-        self._cancelled_class: type[BaseException] = BaseException
+        self._cancelled_class = anyio.get_cancelled_exc_class()
         send_nowait = getattr(stream, "send_nowait", None)
         self._send_nowait: Callable[[bytes], bool] | None = (
             send_nowait if callable(send_nowait) else None
         )
-        self._clock: Callable[[], float] = anyio.current_time
+        self._clock = running_clock()
         # a Yamux stream: the worker reading while a handler waits enforces the handler's
         # deadline through the stream's receive deadline, without a timed cancel scope
         self._deadline_stream = stream if isinstance(stream, MuxedStream) else None
@@ -340,8 +340,6 @@ class _ServerSession:
             return False
 
     async def run(self) -> None:
-        self._clock = running_clock()
-        self._cancelled_class = anyio.get_cancelled_exc_class()
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(self._worker, task_group, 2)
             await self._worker(task_group, 1)
@@ -600,12 +598,8 @@ class _ServerSession:
         core, request_id = self._core, request.request_id
         scope = self._handler_scope
         clock, deadline = self._clock, request.deadline
-        first = True
         try:
             while True:
-                if not first:
-                    self._set_deadline(request, clock() + deadline)
-                first = False
                 try:
                     item = await items.__anext__()
                 except StopAsyncIteration:
@@ -621,6 +615,7 @@ class _ServerSession:
                     return  # interrupted, or the item was too big (MALFORMED_RESPONSE)
                 del payload
                 await self._flush()
+                self._set_deadline(request, clock() + deadline)
         finally:
             aclose = getattr(items, "aclose", None)
             if aclose is not None:

@@ -13,7 +13,7 @@ from .helpers import frame, open_client
 
 def test_request_head_matches_protobuf_serialisation() -> None:
     for request_id, method, flags, deadline, payload in itertools.product(
-        (0, 1, 127, 128, 65535, 2**32 - 1),
+        (0, 1, 127, 128, 16383, 16384, 65535, 2**32 - 1),
         (0, 1, 300, 2**32 - 1),
         (0, 1, 2, 3),
         (0, 1, 120, 2**40),
