@@ -474,13 +474,12 @@ class MuxedConnection(AsyncResource):
                 # set first: start_push hands over what is already buffered at once, and
                 # those bytes may pause reading
                 self._pushing = transport
-                if transport.start_push(self._on_push_data, self._on_push_end):
+                if transport.start_push(self._on_input, self._on_push_end):
                     task_status.started()
                     await self._resume_pushes()
                     return
                 self._pushing = None
             task_status.started()
-            core = self._core
             receive = self.transport_stream.receive
             size = self.config.receive_size
             while True:
@@ -491,29 +490,19 @@ class MuxedConnection(AsyncResource):
                 except _TRANSPORT_ERRORS as exc:
                     self._fail(exc)
                     return
-                self._reads += 1
-                self._bytes_read += len(data)
-                self._nowait_spent = False
-                if self._error is None:
-                    try:
-                        self._dispatch(core.receive_data(data, now=self._clock()))
-                        while core.is_reading_paused:
-                            await self._wait_idle()
-                            self._dispatch(core.resume_reading())
-                    except MuxerProtocolViolation as exc:
-                        logger.warning("yamux peer violated the protocol: %s", exc)
-                        self._fail(exc)
-                    if core.has_data_to_send:
-                        self._wake_writer()
+                self._on_input(data)
+                if self._core.is_reading_paused:
+                    await self._resume_reading()
                 # once the connection is ending, keep draining (and discarding) input
                 # until the shutdown closes the transport, so a peer blocked writing to
                 # us can finish and read our GO_AWAY
                 if not data:
                     return
 
-    def _on_push_data(self, data: bytes) -> None:
-        """Bytes the transport pushed (the reader's loop body, run in the event loop's
-        read callback): into the core, events routed, replies written at once."""
+    def _on_input(self, data: bytes | memoryview) -> None:
+        """One read of the transport (``b""``: its end), from the reader task or pushed
+        from the event loop's read callback: into the core, events routed, replies written
+        at once. A ping flood that pauses the core also pauses pushed reads."""
         self._reads += 1
         self._bytes_read += len(data)
         self._nowait_spent = False
@@ -522,11 +511,25 @@ class MuxedConnection(AsyncResource):
         core = self._core
         try:
             self._dispatch(core.receive_data(data, now=self._clock()))
-            if core.is_reading_paused:
-                assert self._pushing is not None
+        except MuxerProtocolViolation as exc:
+            logger.warning("yamux peer violated the protocol: %s", exc)
+            self._fail(exc)
+        else:
+            if core.is_reading_paused and self._pushing is not None:
                 self._pushing.pause_push()
                 if self._push_paused is not None:
                     self._push_paused.set()
+        if core.has_data_to_send:
+            self._wake_writer()
+
+    async def _resume_reading(self) -> None:
+        """While the core is paused by unwritten pongs: wait for the writer to flush them,
+        then parse the input the core parked."""
+        core = self._core
+        try:
+            while core.is_reading_paused and self._error is None:
+                await self._wait_idle()
+                self._dispatch(core.resume_reading())
         except MuxerProtocolViolation as exc:
             logger.warning("yamux peer violated the protocol: %s", exc)
             self._fail(exc)
@@ -535,32 +538,23 @@ class MuxedConnection(AsyncResource):
 
     def _on_push_end(self, error: BaseException | None) -> None:
         if error is None:
-            self._on_push_data(b"")  # the core reports the end of the connection
+            self._on_input(b"")  # the core reports the end of the connection
         else:
             self._fail(error)
 
     async def _resume_pushes(self) -> None:
         """The reader task while bytes are pushed: resume reading once the writer has
         flushed the pongs that paused it."""
-        core = self._core
         assert self._pushing is not None
         while True:
-            if not core.is_reading_paused:
+            if not self._core.is_reading_paused:
                 event = self._push_paused = self._event()
                 await event.wait()
                 self._push_paused = None
-            try:
-                while core.is_reading_paused and self._error is None:
-                    await self._wait_idle()
-                    self._dispatch(core.resume_reading())
-            except MuxerProtocolViolation as exc:
-                logger.warning("yamux peer violated the protocol: %s", exc)
-                self._fail(exc)
+            await self._resume_reading()
             if self._error is not None:
                 return
             self._pushing.resume_push()
-            if core.has_data_to_send:
-                self._wake_writer()
 
     async def _writer(self, *, task_status: TaskStatus[None]) -> None:
         with self._task_scope():
