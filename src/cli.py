@@ -29,6 +29,8 @@ import sys
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .rpc.config import DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PEER
+from .transport import InvalidAddressError, TcpAddress, parse_address
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -80,16 +82,14 @@ def _positive_float(text: str) -> float:
 
 
 def _host_port(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:9464`` for IPv6; port 0 picks a free one)."""
-    host, sep, port_text = text.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
+    """``HOST:PORT`` (``[::1]:9464`` for IPv6; port 0 picks a free one), parsed as the TCP
+    addresses of ``--listen`` are."""
     try:
-        port = int(port_text)
-    except ValueError:
-        port = -1
-    if not sep or not host or not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host, port
+        address = parse_address(f"tcp://{text}")
+    except InvalidAddressError as exc:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}") from exc
+    assert isinstance(address, TcpAddress)
+    return address.host, address.port
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -132,13 +132,14 @@ def _build_parser() -> argparse.ArgumentParser:
         "(default: a fresh key, not saved)",
     )
     node.add_argument(
-        "--max-sessions", type=_non_negative, metavar="N",
+        "--max-sessions", type=_non_negative, metavar="N", default=DEFAULT_MAX_SESSIONS,
         help="RPC sessions alive at once over all peers; 0 refuses every session "
-        "(default 100)",
+        "(default %(default)s)",
     )
     node.add_argument(
         "--max-sessions-per-peer", type=_non_negative, metavar="N",
-        help="RPC sessions alive at once per peer; 0 means unlimited (default 10)",
+        default=DEFAULT_MAX_SESSIONS_PER_PEER,
+        help="RPC sessions alive at once per peer; 0 means unlimited (default %(default)s)",
     )
     node.add_argument(
         "--metrics", type=_host_port, metavar="HOST:PORT",
@@ -264,14 +265,8 @@ async def _serve_node(
 def _rpc_server_config(args: argparse.Namespace) -> RpcServerConfig:
     from .rpc import RpcServerConfig
 
-    defaults = RpcServerConfig()
     return RpcServerConfig(
-        max_sessions=defaults.max_sessions if args.max_sessions is None else args.max_sessions,
-        max_sessions_per_peer=(
-            defaults.max_sessions_per_peer
-            if args.max_sessions_per_peer is None
-            else args.max_sessions_per_peer
-        ),
+        max_sessions=args.max_sessions, max_sessions_per_peer=args.max_sessions_per_peer
     )
 
 
@@ -395,16 +390,8 @@ def _run_call(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _run_bench(argv: Sequence[str]) -> int:
-    try:
-        from . import bench
-    except ImportError as exc:
-        print(f"plait bench: the benchmark package is not available ({exc})", file=sys.stderr)
-        return EXIT_USAGE
-    bench_main = getattr(bench, "main", None)
-    if bench_main is None:
-        print("plait bench: plait.bench has no main(argv); the benchmark is not available",
-              file=sys.stderr)
-        return EXIT_USAGE
+    from .bench import main as bench_main
+
     return int(bench_main(list(argv)))
 
 

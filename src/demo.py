@@ -20,6 +20,7 @@ from anyio.abc import ByteStream
 
 from .identity import NodeIdentity
 from .node import ECHO_PROTOCOL_ID, Node, NodeConfig, echo_handler
+from .noise._symmetric import TAG_SIZE
 from .noise.config import DEFAULT_PROTOCOL_NAME
 from .rpc import RejectReason, RpcClientConfig, RpcHandshakeRejected, RpcServerConfig
 from .rpc.greeting import GREETING_PROTOCOL, Greeting
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ("run_demo",)
 
-NOISE_TAG = 16  # ChaCha20-Poly1305 tag per Noise transport message
+
 NOISE_LENGTH_PREFIX = 2  # u16 BE before every Noise message (wire.md §1.3.2)
 
 
@@ -138,7 +139,7 @@ def _describe_writes(log: list[_Write], network_byte: int) -> list[str]:
         elif name.startswith("Noise"):
             detail = f"{name}: {size - NOISE_LENGTH_PREFIX} B + 2 B length"
         else:
-            plain = size - NOISE_LENGTH_PREFIX - NOISE_TAG
+            plain = size - NOISE_LENGTH_PREFIX - TAG_SIZE
             detail = f"{name}: {plain} B of identity frame + 16 B tag + 2 B length"
         lines.append(f"  {arrow} {size:>4} B  {detail}")
     assert network_byte == log[0].data[0]

@@ -1696,14 +1696,13 @@ class Node:
         """
         now = anyio.current_time()
         server = self._rpc_server
-        negotiating = handlers = open_streams = 0
+        base = self.statistics()
+        open_streams = 0
         total_in, total_out = self._closed_bytes_in, self._closed_bytes_out
         live_bytes: dict[PeerConnection, tuple[int, int]] = {}
         for conn in self._live:
-            negotiating += conn._negotiating
-            handlers += conn._handlers
-            open_streams += conn._mux.core.stream_count
             counters = conn._mux.statistics()
+            open_streams += counters.streams
             live_bytes[conn] = (counters.bytes_read, counters.bytes_written)
             total_in += counters.bytes_read
             total_out += counters.bytes_written
@@ -1741,13 +1740,12 @@ class Node:
                             reference.bytes_in, reference.bytes_out)
             self._record_sample(_Sample(now, total_in, total_out, live_bytes))
 
-        accepting = sum(listener.active for listener in self._listeners)
         connections = ConnectionCounts(
-            current=len(self._connections),
+            current=base.connections,
             inbound=inbound,
-            outbound=len(self._connections) - inbound,
-            upgrading=self._upgrader.upgrading,
-            closing=sum(1 for conn in self._live if conn._close_reason is not None),
+            outbound=base.connections - inbound,
+            upgrading=base.upgrading,
+            closing=base.closing,
             opened_inbound_total=self._opened[ConnectionDirection.INBOUND],
             opened_outbound_total=self._opened[ConnectionDirection.OUTBOUND],
             closed_total=MappingProxyType(dict(self._closed)),
@@ -1759,8 +1757,8 @@ class Node:
         )
         streams = StreamCounts(
             open=open_streams,
-            negotiating=negotiating,
-            handlers=handlers,
+            negotiating=base.negotiating,
+            handlers=base.handlers,
             inbound_total=self._inbound_substreams,
             outbound_total=self._outbound_substreams,
             refused_total=self._refused_substreams,
@@ -1770,14 +1768,14 @@ class Node:
             peer_id=self.peer_id,
             time=now,
             uptime=0.0 if self._started_at is None else max(now - self._started_at, 0.0),
-            listeners=sum(1 for listener in self._listeners if listener.serving),
+            listeners=base.listeners,
             connections=connections,
             streams=streams,
             rpc=MappingProxyType({protocol: counters.snapshot(protocol, self._rpc_server)
                                   for protocol, counters in self._rpc_counters.items()}),
             traffic=traffic,
             peers=MappingProxyType(peers),
-            tasks=self._tasks + accepting + negotiating + handlers,
+            tasks=base.tasks,
         )
 
     def _rate_reference(self, now: float) -> _Sample | None:

@@ -169,13 +169,13 @@ class UpgradedConnection:
         return MuxedConnection(self.stream, is_client=self.is_client, config=config)
 
 
-def _remote_host(stream: ByteStream) -> str | None:
-    """The remote IP address of a socket stream, else ``None``."""
+def _remote_socket(stream: ByteStream) -> tuple[str, int] | None:
+    """The remote ``(IP, port)`` of a socket stream, else ``None``."""
     if isinstance(stream, MemoryStream):
         return None
     remote = stream.extra(SocketAttribute.remote_address, None)
     if isinstance(remote, tuple) and len(remote) >= 2:
-        return str(remote[0])
+        return str(remote[0]), int(remote[1])
     return None
 
 
@@ -186,11 +186,11 @@ def describe_remote(stream: ByteStream) -> str:
     """
     if isinstance(stream, MemoryStream):
         return f"memory://{stream.remote_name}"
-    remote = stream.extra(SocketAttribute.remote_address, None)
-    if isinstance(remote, tuple) and len(remote) >= 2:
-        host = str(remote[0])
-        return f"tcp://[{host}]:{remote[1]}" if ":" in host else f"tcp://{host}:{remote[1]}"
-    return "?"
+    remote = _remote_socket(stream)
+    if remote is None:
+        return "?"
+    host, port = remote
+    return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
 
 
 @contextmanager
@@ -427,19 +427,21 @@ class UpgradingListener:
             except BaseException:
                 slots.release()
                 raise
-            host = _remote_host(stream) if self._max_per_host is not None else None
+            remote = _remote_socket(stream) if self._max_per_host is not None else None
+            host = remote[0] if remote is not None else None
             if host is not None:
                 assert self._max_per_host is not None
                 count = self._hosts.get(host, 0)
                 if count >= self._max_per_host:
                     slots.release()
+                    address = describe_remote(stream)  # while the socket is open
                     await anyio.aclose_forcefully(stream)
                     error = TooManyConnectionsFromHostError(
                         f"{host} already holds {count} connections (the cap)"
                     )
                     logger.debug("refused a connection at accept: %s", error)
                     if self._on_error is not None:
-                        self._on_error(error, host)
+                        self._on_error(error, address)
                     continue
                 self._hosts[host] = count + 1
             task_group.start_soon(self._upgrade_one, stream, handler, host)

@@ -89,16 +89,6 @@ def test_bench_passes_the_remaining_arguments_to_plait_bench(
     assert "plait bench" in capsys.readouterr().err
 
 
-def test_bench_without_a_main_is_a_clear_error(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import plait.bench
-
-    monkeypatch.delattr(plait.bench, "main")
-    assert main(["bench", "--quick"]) == 2
-    assert "plait bench: plait.bench has no main" in capsys.readouterr().err
-
-
 def test_top_level_help_lists_every_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--help"])
