@@ -125,16 +125,16 @@ class OutboundQueue:
         header = frame_header(len(first.body), self._max_message_size)
         if HEADER_SIZE + len(first.body) > self._batch_size:
             return OutboundBatch((header, first.body), (first,))
-        joined = bytearray(header)
-        joined += first.body
+        parts = [header, first.body]
+        size = HEADER_SIZE + len(first.body)
         taken = [first]
-        while queue and len(joined) + HEADER_SIZE + len(queue[0].body) <= self._batch_size:
+        while queue and size + HEADER_SIZE + len(queue[0].body) <= self._batch_size:
             message = queue.popleft()
             self._bytes -= len(message.body)
-            joined += frame_header(len(message.body), self._max_message_size)
-            joined += message.body
+            parts += (frame_header(len(message.body), self._max_message_size), message.body)
+            size += HEADER_SIZE + len(message.body)
             taken.append(message)
-        return OutboundBatch((bytes(joined),), tuple(taken))
+        return OutboundBatch((b"".join(parts),), tuple(taken))
 
     def clear(self) -> tuple[QueuedMessage, ...]:
         """Remove and return every queued message."""

@@ -59,7 +59,7 @@ class MessagingConfig:
     """
 
     protocol_id: bytes = MESSAGING_PROTOCOL_ID
-    """The negotiated protocol id (wire.md §4: supplied by the application; tari uses
+    """The negotiated protocol id, supplied by the application (wire.md §4; tari uses
     ``t/msg/0.1``); 1 to 255 bytes."""
     max_message_size: int = MAX_MESSAGE_SIZE
     """Largest message body in either direction, bytes (one frame's body). A larger outbound

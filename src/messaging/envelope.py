@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, final
 
+from ..transport._multiaddr import encode_varint
 from .errors import EnvelopeDecodeError
 
 if TYPE_CHECKING:
@@ -32,15 +33,6 @@ __all__ = ("EnvelopeBody",)
 _PARTS_KEY = 0x0A  # field 1, wire type 2 (length-delimited)
 _MAX_VARINT_BYTES = 10  # a u64 takes at most 10 bytes of 7 bits
 _MAX_FIELD_NUMBER = (1 << 29) - 1  # protobuf's largest field number
-
-
-def _encode_varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _decode_varint(view: memoryview, offset: int, what: str) -> tuple[int, int]:
@@ -79,7 +71,7 @@ class EnvelopeBody:
         out = bytearray()
         for part in self.parts:
             out.append(_PARTS_KEY)
-            out += _encode_varint(len(part))
+            out += encode_varint(len(part))
             out += part
         return bytes(out)
 

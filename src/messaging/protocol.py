@@ -36,7 +36,7 @@ only disconnected).
 
 Lifecycle. ``async with Messaging(node) as messaging:`` (inside ``async with node``) or, for
 an owner with its own task group, ``await task_group.start(messaging.run)``. Leaving stops
-the writers (queued messages are dropped), resets inbound substreams, unregisters the
+the writers (queued messages are dropped), closes inbound substreams, unregisters the
 protocol, wakes blocked senders with :class:`~plait.messaging.MessagingClosedError` and ends
 :meth:`Messaging.messages` once the messages already received are read.
 """
@@ -455,27 +455,33 @@ class Messaging:
         attempts = 0
         try:
             while peer.queue and self._state is _State.RUNNING:
+                failure: BaseException | str
                 try:
                     conn = await self._connect(peer.key)
                     stream = await conn.open_substream(self.config.protocol_id)
+                except MessagingClosedError as exc:
+                    # the node is shutting down: no attempt can succeed; drop quietly
+                    dropped = len(peer.queue.clear())
+                    self._dropped += dropped
+                    logger.debug("messaging: dropped %d message(s) for %s: %s",
+                                 dropped, peer.peer_id[:16], exc)
+                    break
                 except _CONNECT_ERRORS as exc:
-                    attempts += 1
-                    logger.debug("messaging: reaching %s failed (attempt %d): %r",
-                                 peer.peer_id[:16], attempts, exc)
-                    if attempts >= self.config.max_connect_attempts:
-                        dropped = len(peer.queue.clear())
-                        self._dropped += dropped
-                        logger.warning("messaging: dropped %d message(s) for %s: %s",
-                                       dropped, peer.peer_id[:16], exc)
-                        break
-                    continue
-                if await self._pump(peer, conn, stream):
-                    attempts = 0
+                    failure = exc
                 else:
-                    attempts += 1
-                    if attempts >= self.config.max_connect_attempts:
-                        self._dropped += len(peer.queue.clear())
-                        break
+                    if await self._pump(peer, conn, stream):
+                        attempts = 0
+                        continue
+                    failure = "the substream failed"
+                attempts += 1
+                logger.debug("messaging: reaching %s failed (attempt %d): %r",
+                             peer.peer_id[:16], attempts, failure)
+                if attempts >= self.config.max_connect_attempts:
+                    dropped = len(peer.queue.clear())
+                    self._dropped += dropped
+                    logger.warning("messaging: dropped %d message(s) for %s: %s",
+                                   dropped, peer.peer_id[:16], failure)
+                    break
         finally:
             peer.writing = False
             if not peer.queue and self._peers.get(peer.key) is peer:
