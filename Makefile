@@ -33,7 +33,7 @@ stress: $(STAMP)
 FUZZ_SECONDS ?= 600
 FUZZ_TARGETS ?= noise yamux negotiation rpc identity messaging
 fuzz: $(STAMP)
-	$(PY) -m pip install --quiet 'atheris>=3.0'
+	$(PY) -m pip install --quiet -e '.[fuzz]'
 	for t in $(FUZZ_TARGETS); do $(PY) fuzz/run.py --target $$t --seconds $(FUZZ_SECONDS) || exit 1; done
 
 clean:

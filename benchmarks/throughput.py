@@ -14,35 +14,17 @@ Usage: python benchmarks/throughput.py [--layer rpc,connect] [--rounds 5] [--qui
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from plait.bench import Check, Layer, LayerParts, Settings, Variant, main
-
-if TYPE_CHECKING:
-    from types import ModuleType
 
 WAN_RTT = 0.050
 """Round-trip time of the wan layer, seconds (the WAN target's RTT, performance.md §1)."""
 
 
-def _load_sibling(name: str) -> ModuleType:
-    """Import a module from this directory (benchmarks/ is not a package)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).resolve().with_name(f"{name}.py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def _wan_parts(settings: Settings) -> LayerParts:
-    wan = _load_sibling("wan")
+    import wan  # this file runs as a script: benchmarks/ is sys.path[0]
     warmup, interval = (0.3, 0.5) if settings.quick else (1.5, 3.0)
 
     async def measure(auto_tune: bool) -> float:

@@ -15,7 +15,7 @@ import anyio
 from anyio.abc import SocketAttribute
 
 from ..muxer import MuxedConnection, YamuxConfig
-from ..noise import NoiseConfig, NoiseStream, StaticKeypair
+from ..noise import NoiseConfig, NoiseStream
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -51,13 +51,16 @@ async def tcp_pair() -> AsyncIterator[tuple[SocketStream, SocketStream]]:
 
 
 @asynccontextmanager
-async def noise_pair() -> AsyncIterator[tuple[NoiseStream, NoiseStream]]:
-    """(initiator, responder) NoiseStreams over a fresh TCP pair, handshake done."""
+async def noise_pair(
+    i_config: NoiseConfig | None = None, r_config: NoiseConfig | None = None
+) -> AsyncIterator[tuple[NoiseStream, NoiseStream]]:
+    """(initiator, responder) NoiseStreams over a fresh TCP pair, handshake done (fresh
+    static keys unless the configs say otherwise)."""
     async with tcp_pair() as (client, server):
         secured: dict[bool, NoiseStream] = {}
 
         async def wrap(stream: ByteStream, initiator: bool) -> None:
-            config = NoiseConfig(static_key=StaticKeypair.generate())
+            config = i_config if initiator else r_config
             secured[initiator] = await NoiseStream.wrap(stream, config, initiator=initiator)
 
         async with anyio.create_task_group() as tg:

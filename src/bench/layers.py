@@ -201,7 +201,6 @@ def noise_layer(settings: Settings) -> LayerParts:
                 run=noise_pingpong,
             ),
         ],
-        derived=[SERIAL_CEILING],
         checks=[
             Check(layer="noise", numerator="noise-64k", denominator="serial-ceiling", target=0.75),
             Check(layer="noise", numerator="noise-64k", denominator="tcp-bulk-64k"),
@@ -337,7 +336,7 @@ def _mux_layer(settings: Settings, *, secure: bool) -> LayerParts:
             Check(layer=layer, numerator="stack-pingpong", denominator="tcp-pingpong"),
             Check(layer=layer, numerator="stack-bulk-1", denominator="tcp-bulk"),
         ]
-        return LayerParts(variants=variants, derived=[SERIAL_CEILING], checks=checks)
+        return LayerParts(variants=variants, checks=checks)
     checks = [
         Check(layer=layer, numerator="yamux-bulk-1", denominator="tcp-bulk"),
         Check(layer=layer, numerator="yamux-bulk-n", denominator="yamux-bulk-1"),
@@ -353,8 +352,8 @@ def _mux_layer(settings: Settings, *, secure: bool) -> LayerParts:
 async def noise_handshakes(settings: Settings) -> float:
     """Bare Noise XX handshakes over fresh TCP connections per second (both ends closed)."""
     count = settings.pick(300, 20)
-    cfg_i = NoiseConfig(static_key=StaticKeypair.generate())
-    cfg_r = NoiseConfig(static_key=StaticKeypair.generate())
+    cfg_i = NoiseConfig()
+    cfg_r = NoiseConfig()
     listener = await anyio.create_tcp_listener(local_host=HOST, local_port=0)
     async with listener:
         port = listener.extra(SocketAttribute.local_port)
