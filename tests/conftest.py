@@ -19,8 +19,3 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Every async test runs on both anyio backends."""
     return str(request.param)
-
-
-def interop_required() -> bool:
-    """CI sets PLAIT_REQUIRE_INTEROP=1: a missing interop peer is then a failure, not a skip."""
-    return os.environ.get("PLAIT_REQUIRE_INTEROP", "") not in ("", "0")

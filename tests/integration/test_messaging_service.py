@@ -24,9 +24,10 @@ from plait.messaging import (
 )
 from plait.muxer import StreamResetError
 from plait.node import Node, NodeConfig, NodeEvents, PeerDisconnected
+from support.waiting import wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator
 
 pytestmark = pytest.mark.anyio
 
@@ -72,11 +73,6 @@ async def receive(peer: Peer, count: int, timeout: float = 20.0) -> list[Inbound
     return got
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll a condition on service state (for states no single event marks)."""
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.01)
 
 
 async def next_disconnect(events: NodeEvents, timeout: float = 10.0) -> PeerDisconnected:
@@ -208,7 +204,7 @@ async def test_a_truncated_frame_is_dropped_without_a_ban() -> None:
         stream = await conn.open_substream(MESSAGING_PROTOCOL_ID)
         await stream.send(struct.pack(">I", 10) + b"12345")
         await stream.send_eof()
-        await wait_for(lambda: b.messaging.statistics().inbound_streams == 0)
+        await wait_until(lambda: b.messaging.statistics().inbound_streams == 0)
         assert not b.node.is_banned(raw.peer_id)
         assert conn.is_connected
         stats = b.messaging.statistics()
@@ -284,7 +280,7 @@ async def test_full_queue_blocks_the_sender_until_the_receiver_reads() -> None:
 
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(send_all)
-            await wait_for(lambda: a.messaging.statistics().queued == 4
+            await wait_until(lambda: a.messaging.statistics().queued == 4
                            and b.messaging.pending_from(a.node.peer_id) == 2)
             stalled_at = sent
             with anyio.move_on_after(0.3):
@@ -322,7 +318,7 @@ async def test_messages_to_a_known_address_dial_and_redial_after_a_disconnect() 
 async def test_a_peer_is_reachable_through_addresses_learnt_from_connections() -> None:
     async with peers(2) as (a, b):
         await b.node.dial(a.address)  # inbound to a: a learns b's advertised address
-        await wait_for(lambda: bool(a.messaging.addresses(b.node.peer_id)))
+        await wait_until(lambda: bool(a.messaging.addresses(b.node.peer_id)))
         assert a.messaging.addresses(b.node.peer_id) == (b.address,)
         conn = a.node.get_connection(b.node.peer_id)
         assert conn is not None
@@ -411,7 +407,7 @@ async def test_messages_received_before_stopping_can_still_be_read() -> None:
         async with Messaging(node) as messaging:
             a.messaging.add_address(node.peer_id, await node.listen(TCP))
             await a.messaging.send_message(node.peer_id, b"kept")
-            await wait_for(lambda: messaging.statistics().pending == 1)
+            await wait_until(lambda: messaging.statistics().pending == 1)
         with anyio.fail_after(5):
             assert [m.body async for m in messaging.messages()] == [b"kept"]
 
@@ -436,9 +432,9 @@ async def test_a_node_closing_under_a_running_service_drops_its_queue_quietly() 
             introduce(Peer(node, messaging, ""), b)
             for i in range(40):  # b holds one, the windows some, the queue the rest
                 await messaging.send_message(b.node.peer_id, bytes([i]) * 65536)
-            await wait_for(lambda: b.messaging.pending_from(node.peer_id) == 1)
+            await wait_until(lambda: b.messaging.pending_from(node.peer_id) == 1)
         # the node is gone: the writer cannot redial and gives up instead of failing
-        await wait_for(lambda: messaging.statistics().outbound_peers == 0)
+        await wait_until(lambda: messaging.statistics().outbound_peers == 0)
         stats = messaging.statistics()
         assert stats.sent + stats.dropped == 40
         assert stats.dropped > 0

@@ -33,9 +33,10 @@ from plait.transport import (
     PeerKeyMismatchError,
 )
 from plait.transport.upgrade import UpgradeClosedError
+from support.waiting import wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator
 
     from anyio.abc import ByteStream
 
@@ -74,11 +75,6 @@ async def next_event(events: NodeEvents, kind: type[E], timeout: float = 5.0) ->
     raise AssertionError("the event stream ended")
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll a condition on node state (for states no single event marks)."""
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.01)
 
 
 async def receive_all(stream: ByteStream) -> bytes:
@@ -205,7 +201,7 @@ async def test_simultaneous_dial_keeps_one_connection_on_both_sides(transport: s
                 and all(n.statistics()[1:4] == (0, 1, 0) for n in (a, b))  # upgrading, conns, closing
             )
 
-        await wait_for(settled, timeout=10)
+        await wait_until(settled, timeout=10)
         survivor = large.get_connection(small.peer_id)
         assert survivor is not None and survivor.direction is ConnectionDirection.INBOUND
         assert small.get_connection(large.peer_id) is winner and winner.is_connected
@@ -232,7 +228,7 @@ async def test_dial_reuses_the_existing_connection(transport: str) -> None:
             for _ in range(5):
                 tg.start_soon(dial)
         assert len({id(c) for c in results}) == 1
-        await wait_for(lambda: b.statistics().connections == 1 and b.statistics().closing == 0)
+        await wait_until(lambda: b.statistics().connections == 1 and b.statistics().closing == 0)
         assert b.connections[0].handshake_hash == results[0].handshake_hash
 
 

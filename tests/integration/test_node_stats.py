@@ -29,9 +29,10 @@ from plait.rpc import RejectReason, RpcHandshakeRejected, RpcServerConfig
 from plait.rpc.greeting import GREETING_PROTOCOL, Greeting
 from plait.rpc.proto.greeting_pb2 import SayHelloRequest
 from plait.transport import TransportError
+from support.waiting import wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator
 
     from plait.node import NodeEvent, NodeEvents, PeerConnection
 
@@ -41,11 +42,6 @@ GUARD = 30.0  # seconds any one test may take before it is failed as hung
 PAYLOAD = bytes(range(256)) * 400  # 102400 bytes
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll a counter that no single event marks (bounded)."""
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.005)
 
 
 async def next_event(events: NodeEvents, kind: type[NodeEvent]) -> NodeEvent:

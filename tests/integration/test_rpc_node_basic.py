@@ -12,7 +12,8 @@ from plait.negotiation import ProtocolNotSupportedError
 from plait.rpc import RpcServerConfig, SessionClosedError
 from plait.rpc.greeting import GREETING_PROTOCOL, Greeting, GreetingClient
 from plait.rpc.proto.greeting_pb2 import GetGreetingsRequest, SayHelloRequest
-from test_rpc_node_support import FAST, rpc_pair, transport, wait_for
+from support.waiting import wait_until
+from test_rpc_node_support import FAST, rpc_pair, transport
 
 if TYPE_CHECKING:
     from anyio.abc import ByteStream
@@ -48,7 +49,7 @@ async def test_add_service_connect_rpc_call_and_stream(transport: str) -> None:
         assert p.server.rpc_server.num_active_sessions == 1
         assert p.conn.statistics().optimistic_opens == 1  # the server advertised it
         await client.aclose()
-        await wait_for(lambda: p.server.num_active_sessions() == 0)
+        await wait_until(lambda: p.server.num_active_sessions() == 0)
 
 
 async def test_connect_rpc_negotiates_normally_when_not_advertised(transport: str) -> None:
@@ -77,7 +78,7 @@ async def test_pool_over_a_connection(transport: str) -> None:
         assert 1 <= pool.statistics().open_sessions <= 2
         assert p.server.num_active_sessions(p.client.peer_id) == pool.statistics().open_sessions
         await pool.aclose()
-        await wait_for(lambda: p.server.num_active_sessions() == 0)
+        await wait_until(lambda: p.server.num_active_sessions() == 0)
 
 
 async def test_a_service_the_peer_does_not_serve(transport: str) -> None:

@@ -23,7 +23,8 @@ from plait.rpc import (
 from plait.rpc.greeting import GREETING_PROTOCOL, Greeting
 from plait.rpc.proto.greeting_pb2 import Empty, SayHelloRequest
 from plait.rpc.proto.rpc_pb2 import RpcSessionReply
-from test_rpc_node_support import FAST, RawSession, rpc_pair, transport, wait_for
+from support.waiting import wait_until
+from test_rpc_node_support import FAST, RawSession, rpc_pair, transport
 
 if TYPE_CHECKING:
     from anyio.abc import ByteStream
@@ -43,7 +44,7 @@ async def test_it_performs_the_handshake(transport: str) -> None:
         assert reply.accepted_version in (0,)
         assert p.server.num_active_sessions(p.client.peer_id) == 1
         await raw.stream.aclose()
-        await wait_for(lambda: p.server.num_active_sessions() == 0)
+        await wait_until(lambda: p.server.num_active_sessions() == 0)
 
         client = await p.conn.connect_rpc(Greeting.Client, config=FAST)  # the typed client
         assert client.is_connected
@@ -102,7 +103,7 @@ async def test_reject_unsupported_version(transport: str) -> None:
         with pytest.raises(RpcHandshakeRejected) as info:
             await p.conn.connect_rpc(Greeting.Client, config=config)
         assert info.value.reason is RejectReason.UNSUPPORTED_VERSION
-        await wait_for(lambda: p.server.num_active_sessions() == 0)  # the slot is not leaked
+        await wait_until(lambda: p.server.num_active_sessions() == 0)  # the slot is not leaked
         client = await p.conn.connect_rpc(Greeting.Client, config=FAST)
         assert (await client.say_hello(SayHelloRequest(name="v0"))).greeting == "Sawubona v0"
 
@@ -155,9 +156,9 @@ async def test_silent_client_times_out_the_server_handshake_and_frees_the_slot(
     config = RpcServerConfig(max_sessions=1, handshake_timeout=0.5)
     async with rpc_pair(transport, config) as p:
         raw = RawSession(await p.conn.open_substream(GREETING_PROTOCOL))
-        await wait_for(lambda: p.server.num_active_sessions() == 1)  # admitted, then silence
+        await wait_until(lambda: p.server.num_active_sessions() == 1)  # admitted, then silence
         await raw.expect_end()  # the server gave up on us
-        await wait_for(lambda: p.server.num_active_sessions() == 0)
+        await wait_until(lambda: p.server.num_active_sessions() == 0)
         client = await p.conn.connect_rpc(Greeting.Client, config=FAST)
         assert client.is_connected
 

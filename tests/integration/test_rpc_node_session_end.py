@@ -10,7 +10,8 @@ import pytest
 from plait.rpc import RpcClientConfig, RpcServerConfig
 from plait.rpc.greeting import Greeting
 from plait.rpc.proto.greeting_pb2 import SlowStreamRequest
-from test_rpc_node_support import CountingGreeting, rpc_pair, transport, wait_for
+from support.waiting import wait_until
+from test_rpc_node_support import CountingGreeting, rpc_pair, transport
 
 pytestmark = [pytest.mark.anyio, pytest.mark.network]
 
@@ -37,7 +38,7 @@ async def test_client_prematurely_ends_session(transport: str) -> None:
         # drop the stream and the client without a polite interrupt
         await client.aclose()
         del stream
-        await wait_for(lambda: p.server.num_active_sessions(p.client.peer_id) == 0)
+        await wait_until(lambda: p.server.num_active_sessions(p.client.peer_id) == 0)
         with anyio.fail_after(10):
             await service.stream_ended.wait()  # the producer was stopped, not left running
         assert service.slow_stream_calls == 1
@@ -68,4 +69,4 @@ async def test_rpc_stress_quick(transport: str) -> None:
         assert counts == [10] * 10
         assert 1 <= pool.statistics().open_sessions <= 10
         await pool.aclose()
-        await wait_for(lambda: p.server.num_active_sessions() == 0)
+        await wait_until(lambda: p.server.num_active_sessions() == 0)

@@ -30,6 +30,7 @@ from plait.rpc.proto.greeting_pb2 import (
     SlowStreamRequest,
     Text,
 )
+from support.waiting import wait_until
 from test_rpc_node_support import (
     FAST,
     CountingGreeting,
@@ -37,7 +38,6 @@ from test_rpc_node_support import (
     extra_client,
     rpc_pair,
     transport,
-    wait_for,
 )
 
 if TYPE_CHECKING:
@@ -239,7 +239,7 @@ async def test_max_global_sessions_freed_promptly_on_close(transport: str) -> No
         assert str(info.value)  # carries a readable message
         await first.aclose()
         # the half-close alone frees the slot: no further client action, no timer
-        await wait_for(lambda: p.server.num_active_sessions() == 0, timeout=5)
+        await wait_until(lambda: p.server.num_active_sessions() == 0, timeout=5)
         third = await p.conn.connect_rpc(Greeting.Client, config=FAST)
         assert (await third.say_hello(SayHelloRequest(name="3"))).greeting == "Sawubona 3"
 
@@ -258,6 +258,6 @@ async def test_max_per_client_sessions(transport: str) -> None:
             assert p.server.num_active_sessions(other.peer_id) == 1
         assert p.server.num_active_sessions(p.client.peer_id) == 1
         await first.aclose()
-        await wait_for(lambda: p.server.num_active_sessions(p.client.peer_id) == 0)
+        await wait_until(lambda: p.server.num_active_sessions(p.client.peer_id) == 0)
         third = await p.conn.connect_rpc(Greeting.Client, config=FAST)
         assert (await third.say_hello(SayHelloRequest(name="again"))).greeting == "Sawubona again"

@@ -23,7 +23,7 @@ from plait.rpc.proto.greeting_pb2 import Blob, SlowStreamRequest, Text
 from plait.transport import MemoryNetwork
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator
 
     from anyio.abc import ByteStream
     from google.protobuf.message import Message
@@ -86,11 +86,6 @@ async def rpc_pair(
             yield RpcPair(server, client, conn, address, network)
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until a counter reaches a state that no single event marks (bounded)."""
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.005)
 
 
 class CountingGreeting(Greeting):

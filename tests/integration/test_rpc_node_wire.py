@@ -26,7 +26,8 @@ from plait.rpc.proto.greeting_pb2 import (
     Text,
 )
 from plait.rpc.proto.rpc_pb2 import RpcRequest, RpcResponse
-from test_rpc_node_support import FAST, RawSession, SlowService, rpc_pair, transport, wait_for
+from support.waiting import wait_until
+from test_rpc_node_support import FAST, RawSession, SlowService, rpc_pair, transport
 
 if TYPE_CHECKING:
     from anyio.abc import ByteStream
@@ -61,7 +62,7 @@ async def test_malformed_protobuf_request_ends_the_session(transport: str) -> No
         raw = await open_raw(p)
         await raw.send(bytes.fromhex("ffffff"))  # a truncated varint: not an RpcRequest
         await raw.expect_end()
-        await wait_for(lambda: p.server.num_active_sessions() == 0)
+        await wait_until(lambda: p.server.num_active_sessions() == 0)
         assert p.conn.is_connected  # the session ends, not the connection
         client = await p.conn.connect_rpc(Greeting.Client, config=FAST)
         assert (await client.say_hello(SayHelloRequest(name="ok"))).greeting == "Sawubona ok"
@@ -111,7 +112,7 @@ async def test_request_frame_over_4_mib_ends_the_session_before_its_body(transpo
         raw = await open_raw(p)
         await raw.stream.send(struct.pack(">I", RPC_MAX_FRAME_SIZE + 1))  # header only
         await raw.expect_end()  # refused on the header: no 4 MiB buffered first
-        await wait_for(lambda: p.server.num_active_sessions() == 0)
+        await wait_until(lambda: p.server.num_active_sessions() == 0)
 
 
 def padded_request_of_size(size: int) -> RpcRequest:
@@ -180,7 +181,7 @@ async def test_request_flags_other_than_fin_ack_end_the_session(transport: str, 
         raw = await open_raw(p)
         await raw.send(request(1, flags=flags))
         await raw.expect_end()  # nothing is answered
-        await wait_for(lambda: p.server.num_active_sessions() == 0)
+        await wait_until(lambda: p.server.num_active_sessions() == 0)
 
 
 async def test_fin_and_ack_requests_are_accepted(transport: str) -> None:

@@ -46,6 +46,7 @@ from plait.transport import (
     encode_identity_frame,
 )
 
+from support.waiting import wait_until
 from support.yamux_raw import DATA, FIN, RST, SYN, WINDOW_UPDATE, AsyncRawYamux, RawFrame, frame
 
 if TYPE_CHECKING:
@@ -360,11 +361,6 @@ def assert_idle(node: Node) -> None:
     assert node.num_active_sessions() == 0
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll a library counter until ``predicate()`` holds (a hang guard, not a delay)."""
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.01)
 
 
 class Bystander:

@@ -39,5 +39,6 @@ def test_committed_corpus_replays(target: str) -> None:
         sys.path.insert(0, str(FUZZ_DIR))
     module = importlib.import_module(f"fuzz_{target}")
     inputs = sorted((FUZZ_DIR / "corpus" / target).glob("*"))
+    assert inputs, f"fuzz/corpus/{target}/ is empty"
     for path in inputs:
         module.TestOneInput(path.read_bytes())
